@@ -1,0 +1,2 @@
+"""Governance: the alliance charter, and later its governance rhythm (meetings, decisions,
+action items)."""

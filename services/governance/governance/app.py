@@ -1,0 +1,29 @@
+"""The governance service: `uvicorn governance.app:create_app --factory`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from concord.events import EventRegistry
+from concord.http import create_service_app
+from concord.observability import configure_logging
+from concord.runtime import ServiceRuntime
+from governance import api
+from governance.domain.alliance import EVENTS
+from governance.projections import AllianceDirectory
+from governance.settings import GovernanceSettings
+
+
+def create_app(settings: GovernanceSettings | None = None) -> FastAPI:
+    settings = settings or GovernanceSettings()
+    configure_logging(settings.service, settings.log_level)
+    registry = EventRegistry(settings.service)
+    registry.register(*EVENTS)
+    runtime = ServiceRuntime(settings, registry=registry, projections=[AllianceDirectory()])
+    return create_service_app(
+        runtime,
+        title="Concord governance",
+        description="The alliance charter: partners, purpose, goals, executive sponsors, "
+        "relational expectations and the versioned partnership agreement.",
+        routers=[api.router],
+    )

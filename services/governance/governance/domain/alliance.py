@@ -1,0 +1,295 @@
+"""The alliance charter: who the partners are, why they ally, how they agreed to behave.
+
+Pure: `decide(state, command) -> events` and `evolve(state, event) -> state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Annotated, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from concord.domain import Actor, Decider, DomainEvent, Rejected
+
+OrgId = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", min_length=1, max_length=63)
+]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+MAX_PARTNERS = 20
+MAX_EXPECTATIONS = 50
+
+
+def stream_id(alliance_id: UUID | str) -> str:
+    return f"alliance-{alliance_id}"
+
+
+# --- what callers send ----------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartnerOrganisation(Body):
+    org_id: OrgId = Field(description="The organisation's id, as in its members' tokens")
+    name: ShortText
+
+
+class AllianceCharter(Body):
+    name: ShortText
+    purpose: LongText = Field(description="Why the partners ally, in one paragraph")
+    goals: list[ShortText] = Field(
+        min_length=2, max_length=3, description="The 2 or 3 fundamental goals"
+    )
+    partners: list[PartnerOrganisation] = Field(min_length=2, max_length=MAX_PARTNERS)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AllianceCharter:
+        if len({g.casefold() for g in self.goals}) != len(self.goals):
+            raise ValueError("goals must be distinct")
+        if len({p.org_id for p in self.partners}) != len(self.partners):
+            raise ValueError("each partner organisation may appear once")
+        return self
+
+
+class ExecutiveSponsor(Body):
+    org_id: OrgId = Field(description="The partner organisation the sponsor speaks for")
+    name: ShortText
+    title: ShortText | None = None
+
+
+class RelationalExpectation(Body):
+    statement: LongText = Field(description="An agreed norm of behaviour between the partners")
+
+
+class AgreementVersion(Body):
+    summary: ShortText = Field(description="What changed in this version, in a line")
+    text: LongText = Field(
+        description="What the alliance does and how partners interact (process, not contract)"
+    )
+    effective_from: date
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateAlliance:
+    alliance_id: UUID
+    charter: AllianceCharter
+    by: Actor
+
+
+@dataclass(frozen=True)
+class AddPartner:
+    partner: PartnerOrganisation
+    by: Actor
+
+
+@dataclass(frozen=True)
+class AppointExecutiveSponsor:
+    sponsor: ExecutiveSponsor
+    by: Actor
+
+
+@dataclass(frozen=True)
+class RecordRelationalExpectation:
+    expectation: RelationalExpectation
+    by: Actor
+
+
+@dataclass(frozen=True)
+class AgreePartnershipAgreementVersion:
+    agreement: AgreementVersion
+    by: Actor
+
+
+Command = (
+    CreateAlliance
+    | AddPartner
+    | AppointExecutiveSponsor
+    | RecordRelationalExpectation
+    | AgreePartnershipAgreementVersion
+)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class AllianceEvent(DomainEvent):
+    aggregate: ClassVar[str] = "alliance"
+
+
+class AllianceCreated(AllianceEvent):
+    alliance_id: UUID
+    name: str
+    purpose: str
+    goals: list[str]
+    partners: list[PartnerOrganisation]
+    created_by_org: str
+    created_by: str
+
+
+class PartnerAdded(AllianceEvent):
+    partner: PartnerOrganisation
+    added_by_org: str
+    added_by: str
+
+
+class ExecutiveSponsorAppointed(AllianceEvent):
+    sponsor: ExecutiveSponsor
+    appointed_by_org: str
+    appointed_by: str
+
+
+class RelationalExpectationRecorded(AllianceEvent):
+    number: int
+    statement: str
+    recorded_by_org: str
+    recorded_by: str
+
+
+class PartnershipAgreementVersionAgreed(AllianceEvent):
+    version: int
+    summary: str
+    text: str
+    effective_from: date
+    agreed_by_org: str
+    agreed_by: str
+
+
+EVENTS: tuple[type[AllianceEvent], ...] = (
+    AllianceCreated,
+    PartnerAdded,
+    ExecutiveSponsorAppointed,
+    RelationalExpectationRecorded,
+    PartnershipAgreementVersionAgreed,
+)
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alliance:
+    alliance_id: UUID | None = None
+    name: str = ""
+    purpose: str = ""
+    goals: tuple[str, ...] = ()
+    partners: tuple[PartnerOrganisation, ...] = ()
+    sponsors: tuple[ExecutiveSponsor, ...] = ()
+    expectations: tuple[str, ...] = ()
+    agreements: tuple[PartnershipAgreementVersionAgreed, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return self.alliance_id is not None
+
+    def has_partner(self, org_id: str) -> bool:
+        return any(p.org_id == org_id for p in self.partners)
+
+
+def decide(state: Alliance, command: Command) -> list[AllianceEvent]:
+    by = command.by
+    match command:
+        case CreateAlliance(alliance_id=alliance_id, charter=charter):
+            if state.exists:
+                raise Rejected("This alliance already exists")
+            if by.org not in {p.org_id for p in charter.partners}:
+                raise Rejected(
+                    "Your organisation must be one of the partners of an alliance it creates",
+                    field_name="partners",
+                )
+            return [
+                AllianceCreated(
+                    alliance_id=alliance_id,
+                    name=charter.name,
+                    purpose=charter.purpose,
+                    goals=list(charter.goals),
+                    partners=list(charter.partners),
+                    created_by_org=by.org,
+                    created_by=by.sub,
+                )
+            ]
+        case AddPartner(partner=partner):
+            if state.has_partner(partner.org_id):
+                raise Rejected(f"{partner.org_id} is already a partner", field_name="org_id")
+            if len(state.partners) >= MAX_PARTNERS:
+                raise Rejected(f"An alliance has at most {MAX_PARTNERS} partners")
+            return [PartnerAdded(partner=partner, added_by_org=by.org, added_by=by.sub)]
+        case AppointExecutiveSponsor(sponsor=sponsor):
+            if not state.has_partner(sponsor.org_id):
+                raise Rejected(
+                    "An executive sponsor must come from a partner organisation",
+                    field_name="org_id",
+                )
+            if sponsor in state.sponsors:
+                return []  # already so: nothing happened
+            return [
+                ExecutiveSponsorAppointed(sponsor=sponsor, appointed_by_org=by.org, appointed_by=by.sub)
+            ]
+        case RecordRelationalExpectation(expectation=expectation):
+            if expectation.statement.casefold() in {e.casefold() for e in state.expectations}:
+                raise Rejected("This relational expectation is already recorded")
+            if len(state.expectations) >= MAX_EXPECTATIONS:
+                raise Rejected(f"An alliance records at most {MAX_EXPECTATIONS} expectations")
+            return [
+                RelationalExpectationRecorded(
+                    number=len(state.expectations) + 1,
+                    statement=expectation.statement,
+                    recorded_by_org=by.org,
+                    recorded_by=by.sub,
+                )
+            ]
+        case AgreePartnershipAgreementVersion(agreement=agreement):
+            current = state.agreements[-1] if state.agreements else None
+            if current is not None and agreement.effective_from < current.effective_from:
+                raise Rejected(
+                    f"A new version cannot take effect before version {current.version} "
+                    f"({current.effective_from.isoformat()})",
+                    field_name="effective_from",
+                )
+            return [
+                PartnershipAgreementVersionAgreed(
+                    version=len(state.agreements) + 1,
+                    summary=agreement.summary,
+                    text=agreement.text,
+                    effective_from=agreement.effective_from,
+                    agreed_by_org=by.org,
+                    agreed_by=by.sub,
+                )
+            ]
+    raise TypeError(f"not an alliance command: {command!r}")
+
+
+def evolve(state: Alliance, event: DomainEvent) -> Alliance:
+    match event:
+        case AllianceCreated():
+            return Alliance(
+                alliance_id=event.alliance_id,
+                name=event.name,
+                purpose=event.purpose,
+                goals=tuple(event.goals),
+                partners=tuple(event.partners),
+            )
+        case PartnerAdded():
+            return replace(state, partners=(*state.partners, event.partner))
+        case ExecutiveSponsorAppointed():
+            # One executive sponsor per partner: a new appointment replaces the previous one.
+            others = tuple(s for s in state.sponsors if s.org_id != event.sponsor.org_id)
+            return replace(state, sponsors=(*others, event.sponsor))
+        case RelationalExpectationRecorded():
+            return replace(state, expectations=(*state.expectations, event.statement))
+        case PartnershipAgreementVersionAgreed():
+            return replace(state, agreements=(*state.agreements, event))
+    return state
+
+
+alliance: Decider[Alliance, Command] = Decider(
+    aggregate="alliance", initial=Alliance, decide=decide, evolve=evolve
+)

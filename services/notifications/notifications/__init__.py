@@ -1,0 +1,1 @@
+"""Concord notifications: Subscriptions to domain events, delivered as signed webhooks, Slack and Teams messages."""

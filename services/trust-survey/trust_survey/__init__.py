@@ -1,0 +1,1 @@
+"""Concord trust survey: Relational-health surveys answered by people of every partner."""

@@ -1,0 +1,79 @@
+"""Bearer JWTs: HS256 with a shared secret for the embedded default, RS256 from a JWKS URL in
+production. Claims: `sub` (the person), `org` (the organisation they speak for), `roles`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import jwt
+
+from concord.domain import Actor
+from concord.settings import ServiceSettings
+
+ORG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+ALLIANCE_MANAGER = "alliance_manager"
+KNOWN_ROLES = frozenset({ALLIANCE_MANAGER, "executive_sponsor", "member", "viewer"})
+
+
+class Unauthorized(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Authenticator:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.secret = settings.jwt_secret
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+
+    async def authenticate(self, authorization: str | None) -> Actor:
+        if not authorization:
+            raise Unauthorized("A bearer token is required")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'")
+        claims = await self._verify(token.strip())
+        return actor_from_claims(claims)
+
+    async def _verify(self, token: str) -> dict[str, Any]:
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            options = {"require": ["exp", "sub"]}
+            common: dict[str, Any] = {"issuer": self.issuer, "audience": self.audience}
+            if not self.audience:
+                options["verify_aud"] = False  # type: ignore[assignment]
+            if algorithm == "RS256" and self.jwks is not None:
+                key = await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
+                return jwt.decode(token, key.key, algorithms=["RS256"], options=options, **common)
+            if algorithm == "HS256" and self.secret:
+                return jwt.decode(token, self.secret, algorithms=["HS256"], options=options, **common)
+        except jwt.PyJWTError as error:
+            raise Unauthorized(f"The bearer token is not valid: {error}") from error
+        raise Unauthorized("The bearer token is signed with an algorithm this service does not accept")
+
+
+def actor_from_claims(claims: dict[str, Any]) -> Actor:
+    org, sub, roles = claims.get("org"), claims.get("sub"), claims.get("roles", [])
+    if not isinstance(org, str) or not ORG_PATTERN.match(org):
+        raise Unauthorized("The token's 'org' claim is missing or not an organisation id")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("The token's 'sub' claim is missing")
+    if isinstance(roles, str):
+        roles = roles.split()
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthorized("The token's 'roles' claim must be a list of role names")
+    return Actor(sub=sub, org=org, roles=frozenset(roles))
+
+
+def mint_token(
+    secret: str, *, sub: str, org: str, roles: list[str], ttl_seconds: int = 12 * 3600
+) -> str:
+    """A development token for the embedded default (`make token`)."""
+    now = int(time.time())
+    claims = {"sub": sub, "org": org, "roles": roles, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, secret, algorithm="HS256")

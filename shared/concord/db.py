@@ -1,0 +1,136 @@
+"""PostgreSQL plumbing: engines, the kernel's tables in each service schema, and leadership
+(one replica at a time runs a relay or a projection, elected by a session advisory lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class LeadershipTaken(Exception):
+    """Another process (a running replica) leads this relay or projection."""
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def checked_schema(schema: str) -> str:
+    """Schema names are spliced into SQL, so they must be plain identifiers."""
+    if not IDENTIFIER.match(schema):
+        raise ValueError(f"not a plain identifier: {schema!r}")
+    return schema
+
+
+def kernel_ddl(schema: str) -> list[str]:
+    s = checked_schema(schema)
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {s}",
+        # transaction_id orders readers by commit safety (see eventstore.read_committed).
+        f"""CREATE TABLE IF NOT EXISTS {s}.events (
+            position bigserial PRIMARY KEY,
+            transaction_id bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
+            event_id uuid NOT NULL UNIQUE,
+            stream_id text NOT NULL,
+            stream_version integer NOT NULL,
+            event_type text NOT NULL,
+            alliance_id text,
+            occurred_at timestamptz NOT NULL,
+            envelope jsonb NOT NULL,
+            CONSTRAINT events_stream_version UNIQUE (stream_id, stream_version)
+        )""",
+        f"CREATE INDEX IF NOT EXISTS events_commit_order ON {s}.events (transaction_id, position)",
+        f"""CREATE TABLE IF NOT EXISTS {s}.relay_checkpoint (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            transaction_id bigint NOT NULL,
+            position bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.projection_checkpoints (
+            projection text PRIMARY KEY,
+            last_sequence bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.idempotency_keys (
+            caller text NOT NULL,
+            key text NOT NULL,
+            request_hash text NOT NULL,
+            status_code integer,
+            body jsonb,
+            headers jsonb,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (caller, key)
+        )""",
+        # A statement-level trigger wakes the relay on commit without an extra round trip.
+        f"""CREATE OR REPLACE FUNCTION {s}.notify_events_appended() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_notify('{notify_channel(s)}', ''); RETURN NULL; END $$""",
+        f"""CREATE OR REPLACE TRIGGER events_appended AFTER INSERT ON {s}.events
+            FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_events_appended()""",
+    ]
+
+
+def notify_channel(schema: str) -> str:
+    return f"concord_{schema}_events"
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for pg advisory locks."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def install_schema(engine: AsyncEngine, schema: str, extra_ddl: Iterable[str] = ()) -> None:
+    """Create the kernel tables and the service's read models; safe to run on every start."""
+    async with engine.begin() as conn:
+        # Replicas starting together would race on CREATE ... IF NOT EXISTS.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"ddl:{schema}")})
+        for statement in [*kernel_ddl(schema), *extra_ddl]:
+            await conn.execute(text(statement))
+
+
+@asynccontextmanager
+async def leadership(
+    engine: AsyncEngine, name: str, *, retry_every: float = 2.0, wait: bool = True
+) -> AsyncIterator[AsyncConnection]:
+    """Wait until this process leads `name`, then yield the connection that holds the lock.
+    With `wait=False`, raise `LeadershipTaken` at once if another process leads it.
+
+    The lock lives as long as that connection: work done on it stops with it, so a replica
+    that lost its database session cannot go on acting as leader.
+    """
+    key = lock_key(name)
+    while True:
+        conn = await engine.connect()
+        try:
+            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
+            await conn.commit()
+        except BaseException:
+            await conn.close()
+            raise
+        if got:
+            break
+        await conn.close()
+        if not wait:
+            raise LeadershipTaken(name)
+        await asyncio.sleep(retry_every)
+    log.info("leading %s", name)
+    try:
+        yield conn
+    finally:
+        try:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            await conn.commit()
+        except Exception:  # the connection may be gone; the lock went with it
+            pass
+        await conn.close()

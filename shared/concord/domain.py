@@ -1,0 +1,89 @@
+"""The pure vocabulary every service's domain speaks: events, deciders and rejections.
+
+Nothing here does I/O; a domain package imports only this module and `concord.events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DomainEvent(BaseModel):
+    """A fact that happened to an aggregate. Subclasses name it in the past tense.
+
+    `aggregate` and `schema_version` form the CloudEvents type
+    `concord.<service>.<aggregate>.<event_name>.v<schema_version>`; when a payload changes
+    shape, bump `schema_version` and register an upcaster for the old one (`concord.events`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    aggregate: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def event_name(cls) -> str:
+        name = cls.__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for a command: the person (`sub`) and the organisation they speak for."""
+
+    sub: str
+    org: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+
+class Rejected(Exception):
+    """A command breaks a business rule. Answered as 422 with the rule in plain words."""
+
+    def __init__(self, detail: str, *, field_name: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field_name = field_name
+
+
+class NotFound(Exception):
+    """The thing does not exist, or the caller's organisation may not see it (same answer)."""
+
+    def __init__(self, detail: str = "Not found") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Forbidden(Exception):
+    """The caller may see the thing but lacks the role to change it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+S = TypeVar("S")
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Decider(Generic[S, C]):
+    """An aggregate as three pure functions: where it starts, what a command decides, how it grows."""
+
+    aggregate: str
+    initial: Callable[[], S]
+    decide: Callable[[S, C], Sequence[DomainEvent]]
+    evolve: Callable[[S, DomainEvent], S]
+
+    def fold(self, events: Sequence[DomainEvent], state: S | None = None) -> S:
+        current = self.initial() if state is None else state
+        for event in events:
+            current = self.evolve(current, event)
+        return current
+
+
+def payload(event: DomainEvent) -> dict[str, Any]:
+    return event.model_dump(mode="json")

@@ -1,0 +1,125 @@
+"""The append-only event store in each service's schema.
+
+Writers append with an expected stream version (optimistic concurrency, no global lock).
+Readers by global order use `read_committed`, which never skips an event whose transaction
+commits late: positions come from a sequence at insert time, not at commit, so "everything
+below the highest position I can see" is not a safe watermark. Instead each row records its
+transaction id, and a reader only takes rows whose transaction is older than the oldest one
+still running (`pg_snapshot_xmin`): all of those have finished, so nothing can appear below
+the reader's checkpoint later. Rows are read in (transaction_id, position) order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from concord.db import checked_schema
+from concord.events import CloudEvent
+
+
+class StreamConflict(Exception):
+    """Someone else appended to the stream since the writer read it."""
+
+    def __init__(self, stream_id: str, expected_version: int) -> None:
+        super().__init__(f"stream {stream_id} moved past version {expected_version}")
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+
+
+@dataclass(frozen=True, order=True)
+class Checkpoint:
+    """A place in commit-safe order: every event at or before it has been handled."""
+
+    transaction_id: int = 0
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    checkpoint: Checkpoint
+    event: CloudEvent
+
+
+class EventStore:
+    def __init__(self, schema: str) -> None:
+        s = checked_schema(schema)
+        self.schema = s
+        self._insert = text(
+            f"""INSERT INTO {s}.events
+                (event_id, stream_id, stream_version, event_type, alliance_id, occurred_at, envelope)
+                VALUES (:event_id, :stream_id, :stream_version, :event_type, :alliance_id,
+                        :occurred_at, :envelope)"""
+        ).bindparams(bindparam("envelope", type_=JSONB))
+        self._load = text(
+            f"SELECT envelope FROM {s}.events WHERE stream_id = :stream_id ORDER BY stream_version"
+        ).columns(envelope=JSONB)
+        self._version = text(
+            f"SELECT coalesce(max(stream_version), 0) FROM {s}.events WHERE stream_id = :stream_id"
+        )
+        self._committed = text(
+            f"""SELECT transaction_id, position, envelope FROM {s}.events
+                WHERE (transaction_id, position) > (:transaction_id, :position)
+                  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                ORDER BY transaction_id, position
+                LIMIT :limit"""
+        ).columns(envelope=JSONB)
+
+    async def append(
+        self,
+        conn: AsyncConnection,
+        stream_id: str,
+        expected_version: int,
+        events: list[CloudEvent],
+    ) -> int:
+        """Append in the caller's transaction (a conflict aborts it); returns the new version."""
+        rows = []
+        for offset, event in enumerate(events, start=1):
+            if event.subject != stream_id or event.streamversion != expected_version + offset:
+                raise ValueError("event envelope does not match the stream position it is appended at")
+            rows.append(
+                {
+                    "event_id": event.id,
+                    "stream_id": stream_id,
+                    "stream_version": event.streamversion,
+                    "event_type": event.type,
+                    "alliance_id": event.allianceid,
+                    "occurred_at": event.time,
+                    "envelope": event.model_dump(mode="json"),
+                }
+            )
+        if not rows:
+            return expected_version
+        try:
+            await conn.execute(self._insert, rows)
+        except IntegrityError as error:
+            if "events_stream_version" in str(error.orig):
+                raise StreamConflict(stream_id, expected_version) from error
+            raise
+        return expected_version + len(rows)
+
+    async def load(self, conn: AsyncConnection, stream_id: str) -> list[CloudEvent]:
+        result = await conn.execute(self._load, {"stream_id": stream_id})
+        return [CloudEvent.model_validate(row.envelope) for row in result]
+
+    async def version(self, conn: AsyncConnection, stream_id: str) -> int:
+        return int((await conn.execute(self._version, {"stream_id": stream_id})).scalar_one())
+
+    async def read_committed(
+        self, conn: AsyncConnection, after: Checkpoint, limit: int = 500
+    ) -> list[RecordedEvent]:
+        """Events after `after` in commit-safe order; see the module docstring for why."""
+        result = await conn.execute(
+            self._committed,
+            {"transaction_id": after.transaction_id, "position": after.position, "limit": limit},
+        )
+        return [
+            RecordedEvent(
+                Checkpoint(row.transaction_id, row.position), CloudEvent.model_validate(row.envelope)
+            )
+            for row in result
+        ]

@@ -1,0 +1,402 @@
+"""The HTTP conventions every service shares: one app factory, problem+json for every error,
+request ids, size limits, bearer auth, ETags, cursor pagination, health and metrics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from concord.auth import ALLIANCE_MANAGER, Unauthorized
+from concord.domain import Actor, Forbidden, NotFound, Rejected
+from concord.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
+from concord.runtime import ServiceRuntime
+from concord.problems import (
+    PROBLEM_JSON,
+    Problem,
+    ProblemError,
+    bad_request,
+    problem_response,
+    problem_responses,
+)
+
+log = logging.getLogger("concord.http")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+T = TypeVar("T")
+
+
+# --- dependencies -------------------------------------------------------------------------
+
+bearer = HTTPBearer(auto_error=False, description="A JWT with claims sub, org and roles")
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+async def get_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Actor:
+    runtime = get_runtime(request)
+    header = f"Bearer {credentials.credentials}" if credentials else request.headers.get("authorization")
+    return await runtime.authenticator.authenticate(header)
+
+
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+CallerDep = Annotated[Actor, Depends(get_caller)]
+
+
+def require_manager(caller: Actor) -> None:
+    if ALLIANCE_MANAGER not in caller.roles:
+        raise Forbidden(f"Only an {ALLIANCE_MANAGER} may change the alliance")
+
+
+# --- ETags and pagination -----------------------------------------------------------------
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match_version(request: Request) -> int | None:
+    """The stream version an If-Match header expects, or None when there is none (or `*`)."""
+    value = request.headers.get("if-match")
+    if value is None or value.strip() == "*":
+        return None
+    match = re.fullmatch(r'\s*(?:W/)?"(\d{1,9})"\s*', value)
+    if match is None:
+        raise ProblemError(
+            412, "precondition-failed", "Precondition failed", "If-Match must be an ETag like \"3\""
+        )
+    return int(match.group(1))
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
+        raise bad_request("The cursor is not one this API gave out") from error
+    if not isinstance(value, dict):
+        raise bad_request("The cursor is not one this API gave out")
+    return value
+
+
+# --- middleware ---------------------------------------------------------------------------
+
+
+class RequestContext:
+    """Request ids, access logs, metrics and the body size limit, as one pure ASGI layer
+    (it must see the raw body stream to refuse an oversize body before anything reads it)."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                await self._too_large(scope, send_with_id, request_id)
+                return
+            await self.app(scope, self._limited(receive), send_with_id)
+        except _BodyTooLarge:
+            await self._too_large(scope, send_with_id, request_id)
+        finally:
+            route = scope.get("route")
+            path_template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            HTTP_REQUESTS.labels(self.service, scope["method"], path_template, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, scope["method"], path_template).observe(elapsed)
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        return limited
+
+    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
+        error = ProblemError(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"The body may be at most {self.max_body_bytes} bytes",
+        )
+        response = problem_response(error, instance=scope["path"], request_id=request_id)
+        await response(scope, _no_body, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+# --- error handlers -----------------------------------------------------------------------
+
+
+def _answer(request: Request, error: ProblemError) -> JSONResponse:
+    return problem_response(error, instance=request.url.path, request_id=request_id_var.get())
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ProblemError)
+        return _answer(request, error)
+
+    async def on_validation(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        issues = error.errors()
+        if any(issue.get("type") == "json_invalid" for issue in issues):
+            return _answer(request, bad_request("The request body is not valid JSON"))
+        errors = [
+            {
+                "location": ".".join(str(part) for part in issue.get("loc", ())),
+                "message": issue.get("msg", ""),
+                "type": issue.get("type", ""),
+            }
+            for issue in issues
+        ]
+        return _answer(
+            request,
+            ProblemError(
+                422,
+                "validation-error",
+                "Invalid input",
+                "The request does not match the API's schema; see errors",
+                errors=errors,
+            ),
+        )
+
+    async def on_http(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        title = {404: "Not found", 405: "Method not allowed"}.get(error.status_code, "HTTP error")
+        slug = title.lower().replace(" ", "-")
+        return _answer(
+            request,
+            ProblemError(error.status_code, slug, title, str(error.detail), headers=error.headers),
+        )
+
+    async def on_unauthorized(request: Request, error: Exception) -> Response:
+        assert isinstance(error, Unauthorized)
+        return _answer(
+            request,
+            ProblemError(
+                401,
+                "unauthorized",
+                "Unauthorized",
+                error.detail,
+                headers={"WWW-Authenticate": 'Bearer realm="concord"'},
+            ),
+        )
+
+    async def on_rejected(request: Request, error: Exception) -> Response:
+        assert isinstance(error, Rejected)
+        errors = [{"location": error.field_name, "message": error.detail}] if error.field_name else None
+        return _answer(
+            request, ProblemError(422, "rule-violated", "Rule violated", error.detail, errors=errors)
+        )
+
+    async def on_not_found(request: Request, error: Exception) -> Response:
+        assert isinstance(error, NotFound)
+        return _answer(request, ProblemError(404, "not-found", "Not found", error.detail))
+
+    async def on_forbidden(request: Request, error: Exception) -> Response:
+        assert isinstance(error, Forbidden)
+        return _answer(request, ProblemError(403, "forbidden", "Forbidden", error.detail))
+
+    async def on_unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unexpected error", exc_info=error)
+        return _answer(
+            request,
+            ProblemError(500, "internal-error", "Internal error", "Something went wrong on our side"),
+        )
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Unauthorized, on_unauthorized)
+    app.add_exception_handler(Rejected, on_rejected)
+    app.add_exception_handler(NotFound, on_not_found)
+    app.add_exception_handler(Forbidden, on_forbidden)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+# --- health and metrics -------------------------------------------------------------------
+
+health = APIRouter(tags=["operations"])
+
+
+@health.get("/livez", operation_id="operations-livez", summary="The process is alive")
+async def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get(
+    "/readyz",
+    operation_id="operations-readyz",
+    summary="PostgreSQL and NATS answer",
+    responses=problem_responses(503),
+)
+async def readyz(runtime: RuntimeDep) -> Response:
+    checks = await runtime.readiness()
+    if all(checks.values()):
+        return JSONResponse({"status": "ok", "checks": checks})
+    failing = ", ".join(name for name, ok in checks.items() if not ok)
+    error = ProblemError(503, "not-ready", "Not ready", f"Not reachable: {failing}")
+    response = problem_response(error, instance="/readyz", request_id=request_id_var.get())
+    return response
+
+
+@health.get("/metrics", operation_id="operations-metrics", summary="Prometheus metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+# --- the factory --------------------------------------------------------------------------
+
+COMMON_ERRORS = (400, 401, 404, 413, 422, 500)
+
+
+def create_service_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        if on_startup is not None:
+            await on_startup()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=problem_responses(*COMMON_ERRORS),
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.add_middleware(
+        RequestContext,
+        service=runtime.settings.service,
+        max_body_bytes=runtime.settings.max_body_bytes,
+    )
+    app.include_router(health)
+    for router in routers:
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = Problem.model_json_schema()
+            for path in ("/livez", "/readyz", "/metrics"):
+                for operation in schema["paths"].get(path, {}).values():
+                    operation["security"] = []
+                    for status in ("400", "401", "404", "413", "422"):
+                        operation["responses"].pop(status, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+__all__ = [
+    "PROBLEM_JSON",
+    "CallerDep",
+    "Page",
+    "RuntimeDep",
+    "create_service_app",
+    "decode_cursor",
+    "encode_cursor",
+    "etag",
+    "if_match_version",
+    "require_manager",
+]

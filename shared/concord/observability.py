@@ -1,0 +1,73 @@
+"""Structured JSON logs with request ids, and the Prometheus metrics the kernel exports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from prometheus_client import Counter, Gauge, Histogram
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+HTTP_REQUESTS = Counter(
+    "concord_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "concord_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"]
+)
+EVENTS_APPENDED = Counter("concord_events_appended_total", "Events committed", ["service"])
+RELAY_PUBLISHED = Counter("concord_relay_published_total", "Events published to NATS", ["service"])
+RELAY_LAG = Gauge(
+    "concord_relay_lag_seconds", "Age of the newest event the relay published", ["service"]
+)
+PROJECTION_APPLIED = Counter(
+    "concord_projection_events_total", "Events applied by a projection", ["service", "projection"]
+)
+PROJECTION_LAG = Gauge(
+    "concord_projection_lag_seconds",
+    "Age of the last event a projection applied when it applied it",
+    ["service", "projection"],
+)
+PROJECTION_PENDING = Gauge(
+    "concord_projection_pending_events",
+    "Events in the stream the projection has not applied yet",
+    ["service", "projection"],
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key in ("method", "path", "status", "duration_ms", "org"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = name != "uvicorn.access"

@@ -1,0 +1,162 @@
+"""The outbox relay: publishes each service's committed events to JetStream, in commit-safe
+order, and records how far it got.
+
+Events are the outbox: the command's transaction commits them once, and the relay reads them
+back with `EventStore.read_committed`. The order of work is publish, wait for every ack, then
+record the checkpoint. A crash before the checkpoint is saved republishes the batch on restart,
+and JetStream drops the repeats by `Nats-Msg-Id`, so downstream sees each event exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from concord.bus import Bus
+from concord.db import leadership, notify_channel
+from concord.eventstore import Checkpoint, EventStore, RecordedEvent
+from concord.observability import RELAY_LAG, RELAY_PUBLISHED
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: EventStore,
+        bus: Bus,
+        *,
+        service: str,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.bus = bus
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        s = store.schema
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._load_checkpoint = text(
+            f"SELECT transaction_id, position FROM {s}.relay_checkpoint WHERE singleton"
+        )
+        self._save_checkpoint = text(
+            f"""INSERT INTO {s}.relay_checkpoint (transaction_id, position) VALUES (:t, :p)
+                ON CONFLICT (singleton) DO UPDATE
+                SET transaction_id = excluded.transaction_id, position = excluded.position,
+                    updated_at = now()"""
+        )
+        self._pending = text(
+            f"""SELECT EXISTS (SELECT 1 FROM {s}.events
+                WHERE (transaction_id, position) > (:transaction_id, :position))"""
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Lead the relay for this service and publish until cancelled; survives outages."""
+        delay = 0.1
+        while True:
+            try:
+                await self.bus.wait_connected()
+                await self.bus.ensure_stream(self.service)
+                async with leadership(self.engine, f"relay:{self.store.schema}") as conn:
+                    await self._lead(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("relay for %s interrupted (%s); retrying", self.service, error)
+                self._idle.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                delay = 0.1
+
+    async def _lead(self, conn: AsyncConnection) -> None:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        channel = notify_channel(self.store.schema)
+        def listener(*_: object) -> None:
+            self._wake.set()
+
+        await driver.add_listener(channel, listener)
+        try:
+            checkpoint = await self.checkpoint(conn)
+            while True:
+                self._wake.clear()
+                checkpoint, published = await self.pass_once(conn, checkpoint)
+                if published == self.batch_size:
+                    continue
+                if published == 0 and await self._held_back(conn, checkpoint):
+                    # A later transaction committed but an older one is still open:
+                    # look again shortly rather than waiting for the next NOTIFY.
+                    await asyncio.sleep(0.002)
+                    continue
+                self._idle.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                self._idle.clear()
+        finally:
+            with contextlib.suppress(Exception):
+                await driver.remove_listener(channel, listener)
+
+    async def checkpoint(self, conn: AsyncConnection) -> Checkpoint:
+        row = (await conn.execute(self._load_checkpoint)).first()
+        await conn.commit()
+        return Checkpoint(row.transaction_id, row.position) if row else Checkpoint()
+
+    async def read_batch(self, conn: AsyncConnection, after: Checkpoint) -> list[RecordedEvent]:
+        batch = await self.store.read_committed(conn, after, self.batch_size)
+        await conn.commit()  # end the snapshot so the next read sees newer commits
+        return batch
+
+    async def publish(self, batch: list[RecordedEvent]) -> None:
+        await self.bus.publish_all([recorded.event for recorded in batch])
+
+    async def record(self, conn: AsyncConnection, checkpoint: Checkpoint) -> None:
+        await conn.execute(
+            self._save_checkpoint, {"t": checkpoint.transaction_id, "p": checkpoint.position}
+        )
+        await conn.commit()
+
+    async def pass_once(self, conn: AsyncConnection, after: Checkpoint) -> tuple[Checkpoint, int]:
+        """Publish one batch after `after`; returns the new checkpoint and how many went out."""
+        batch = await self.read_batch(conn, after)
+        if not batch:
+            return after, 0
+        await self.publish(batch)
+        checkpoint = batch[-1].checkpoint
+        await self.record(conn, checkpoint)
+        RELAY_PUBLISHED.labels(self.service).inc(len(batch))
+        RELAY_LAG.labels(self.service).set(
+            max(0.0, time.time() - batch[-1].event.time.timestamp())
+        )
+        return checkpoint, len(batch)
+
+    async def _held_back(self, conn: AsyncConnection, after: Checkpoint) -> bool:
+        result = await conn.execute(
+            self._pending, {"transaction_id": after.transaction_id, "position": after.position}
+        )
+        pending = bool(result.scalar())
+        await conn.commit()
+        return pending
+
+    async def drained(self, timeout: float = 5.0) -> bool:
+        """Wait until the relay has published everything committed so far (graceful stop)."""
+        self._idle.clear()
+        self.wake()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

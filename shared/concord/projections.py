@@ -1,0 +1,265 @@
+"""Projections: read models kept current from events on JetStream.
+
+A runner leads one projection (advisory lock), pulls batches from a durable consumer and
+applies each batch and its checkpoint (the last stream sequence applied) in one transaction,
+then acks. A redelivered message is at or below the checkpoint and changes nothing.
+PostgreSQL's checkpoint is the truth; the consumer is only a cursor, re-created from the
+checkpoint whenever it is ahead of it (after a rebuild, or a restore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tqdm import tqdm
+
+from concord.bus import Bus, stream_name
+from concord.db import checked_schema, leadership
+from concord.events import CloudEvent
+from concord.observability import PROJECTION_APPLIED, PROJECTION_LAG, PROJECTION_PENDING
+
+log = logging.getLogger(__name__)
+
+
+class Projection(ABC):
+    """A read model: its tables, the events it follows, and how each event changes it.
+
+    `apply` must be deterministic (use the event's time, never now()) so that a rebuild
+    produces the same rows byte for byte.
+    """
+
+    name: str
+    source: str  # the service whose stream it follows
+    subjects: Sequence[str]
+    tables: Sequence[str]  # schema-qualified; emptied on rebuild
+
+    @abstractmethod
+    def ddl(self) -> list[str]: ...
+
+    @abstractmethod
+    async def apply(self, conn: AsyncConnection, event: CloudEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    projection: str
+    events: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else float("inf")
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        bus: Bus,
+        projection: Projection,
+        *,
+        service: str,
+        schema: str,
+        batch_size: int = 256,
+    ) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.projection = projection
+        self.service = service
+        self.schema = checked_schema(schema)
+        self.batch_size = batch_size
+        self.durable = f"{service}__{projection.name}"
+        self._changed = asyncio.Event()
+        s = self.schema
+        self._read_checkpoint = text(
+            f"SELECT last_sequence FROM {s}.projection_checkpoints WHERE projection = :p FOR UPDATE"
+        )
+        self._write_checkpoint = text(
+            f"""INSERT INTO {s}.projection_checkpoints (projection, last_sequence)
+                VALUES (:p, :seq) ON CONFLICT (projection) DO UPDATE
+                SET last_sequence = excluded.last_sequence, updated_at = now()"""
+        )
+
+    @property
+    def lock_name(self) -> str:
+        return f"projection:{self.schema}:{self.projection.name}"
+
+    async def changed(self) -> None:
+        """Resolves the next time this runner commits a batch (read-your-writes waits)."""
+        await self._changed.wait()
+
+    def _announce(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self.bus.wait_connected()
+                await self.bus.ensure_stream(self.projection.source)
+                async with leadership(self.engine, self.lock_name) as conn:
+                    await self._follow(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("projection %s interrupted (%s); retrying", self.durable, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                delay = 0.1
+
+    async def checkpoint(self, conn: AsyncConnection) -> int:
+        async with conn.begin():
+            return await self._locked_checkpoint(conn)
+
+    async def _locked_checkpoint(self, conn: AsyncConnection) -> int:
+        row = (await conn.execute(self._read_checkpoint, {"p": self.projection.name})).first()
+        return int(row.last_sequence) if row else 0
+
+    async def _consumer(self, checkpoint: int) -> None:
+        """Make sure the durable consumer resumes right after `checkpoint`."""
+        js = self.bus.js
+        stream = stream_name(self.projection.source)
+        with contextlib.suppress(NotFoundError):
+            info = await js.consumer_info(stream, self.durable)
+            # Resume as is unless it delivered past the checkpoint (those would wait out
+            # ack_wait before coming back) or was left ahead of it by a rebuild.
+            delivered = info.delivered.stream_seq if info.delivered else 0
+            if (delivered or 0) <= checkpoint:
+                return
+            await js.delete_consumer(stream, self.durable)
+        await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name=self.durable,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=checkpoint + 1,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_ack_pending=self.batch_size * 4,
+                filter_subjects=list(self.projection.subjects),
+            ),
+        )
+
+    async def _follow(self, conn: AsyncConnection) -> None:
+        checkpoint = await self.checkpoint(conn)
+        await self._consumer(checkpoint)
+        stream = stream_name(self.projection.source)
+        sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(self.batch_size, timeout=5)
+                except TimeoutError:
+                    PROJECTION_PENDING.labels(self.service, self.projection.name).set(0)
+                    continue
+                await self.apply_batch(conn, msgs)
+                for msg in msgs:
+                    await msg.ack()
+                self._announce()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def apply_batch(self, conn: AsyncConnection, msgs: Sequence[Msg]) -> int:
+        """Apply the messages above the checkpoint and move it, all in one transaction."""
+        applied = 0
+        async with conn.begin():
+            checkpoint = await self._locked_checkpoint(conn)
+            last: CloudEvent | None = None
+            for msg in msgs:
+                sequence = msg.metadata.sequence.stream
+                if sequence <= checkpoint:
+                    continue  # redelivered: already applied
+                event = self._decode(msg)
+                if event is not None:
+                    await self.projection.apply(conn, event)
+                    last = event
+                    applied += 1
+                checkpoint = sequence
+            await conn.execute(self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint})
+        labels = (self.service, self.projection.name)
+        PROJECTION_APPLIED.labels(*labels).inc(applied)
+        if msgs:
+            PROJECTION_PENDING.labels(*labels).set(msgs[-1].metadata.num_pending)
+        if last is not None:
+            PROJECTION_LAG.labels(*labels).set(max(0.0, time.time() - last.time.timestamp()))
+        return applied
+
+    def _decode(self, msg: Msg) -> CloudEvent | None:
+        try:
+            return CloudEvent.from_json(msg.data)
+        except ValidationError:
+            # Not a Concord event: nothing to project. Skipping keeps the projection alive.
+            log.error("projection %s skipped a malformed message on %s", self.durable, msg.subject)
+            return None
+
+    async def rebuild(self, *, progress: bool = True, wait: bool = True) -> RebuildReport:
+        """Empty the read model and replay the source stream into it, in one transaction, so
+        readers see the old model until the new one is complete."""
+        async with leadership(self.engine, self.lock_name, retry_every=0.5, wait=wait) as conn:
+            return await self._rebuild(conn, progress)
+
+    async def _rebuild(self, conn: AsyncConnection, progress: bool) -> RebuildReport:
+        js = self.bus.js
+        stream = stream_name(self.projection.source)
+        await self.bus.ensure_stream(self.projection.source)
+        replay = await js.pull_subscribe(
+            "",
+            stream=stream,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.NONE,
+                filter_subjects=list(self.projection.subjects),
+                inactive_threshold=60,
+            ),
+        )
+        started = time.perf_counter()
+        count = 0
+        checkpoint = 0
+        bar = tqdm(desc=f"rebuild {self.projection.name}", unit="ev", disable=not progress)
+        try:
+            async with conn.begin():
+                await self._locked_checkpoint(conn)
+                for table in self.projection.tables:
+                    await conn.execute(text(f"TRUNCATE {table}"))
+                while True:
+                    try:
+                        msgs = await replay.fetch(1000, timeout=1)
+                    except TimeoutError:
+                        break
+                    for msg in msgs:
+                        event = self._decode(msg)
+                        if event is not None:
+                            await self.projection.apply(conn, event)
+                            count += 1
+                        checkpoint = msg.metadata.sequence.stream
+                    bar.total = count + msgs[-1].metadata.num_pending
+                    bar.update(len(msgs))
+                    if msgs[-1].metadata.num_pending == 0:
+                        break
+                await conn.execute(
+                    self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint}
+                )
+        finally:
+            bar.close()
+            with contextlib.suppress(Exception):
+                await replay.unsubscribe()
+        # The durable consumer may be past the new checkpoint; the next run re-creates it.
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(stream, self.durable)
+        self._announce()
+        return RebuildReport(self.projection.name, count, time.perf_counter() - started)

@@ -1,0 +1,120 @@
+"""One service's running parts, wired once: database, event store, bus, outbox relay and
+projection runners. The app factory starts and stops it with the HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy import text
+
+from concord.auth import Authenticator
+from concord.bus import Bus
+from concord.db import create_engine, install_schema
+from concord.events import EventRegistry
+from concord.eventstore import EventStore
+from concord.outbox import Relay
+from concord.projections import Projection, ProjectionRunner
+from concord.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        registry: EventRegistry | None = None,
+        projections: Sequence[Projection] = (),
+    ) -> None:
+        self.settings = settings
+        self.service = settings.service
+        self.schema = settings.service
+        self.registry = registry or EventRegistry(self.service)
+        self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        self.bus = Bus(
+            settings.nats_url,
+            replicas=settings.nats_replicas,
+            duplicate_window=settings.nats_duplicate_window,
+        )
+        self.store = EventStore(self.schema)
+        self.authenticator = Authenticator(settings)
+        self.relay = Relay(
+            self.engine,
+            self.store,
+            self.bus,
+            service=self.service,
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval,
+        )
+        self.projections = list(projections)
+        self.runners = {
+            p.name: ProjectionRunner(
+                self.engine,
+                self.bus,
+                p,
+                service=self.service,
+                schema=self.schema,
+                batch_size=settings.projection_batch_size,
+            )
+            for p in projections
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def install(self) -> None:
+        await install_schema(
+            self.engine, self.schema, [ddl for p in self.projections for ddl in p.ddl()]
+        )
+
+    async def start(self) -> None:
+        await self.install()
+        self._tasks = [
+            asyncio.create_task(self.bus.connect(), name=f"{self.service}-bus"),
+            asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"),
+            *(
+                asyncio.create_task(runner.run(), name=f"{self.service}-{name}")
+                for name, runner in self.runners.items()
+            ),
+        ]
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Graceful stop: publish what is committed, then let go of NATS and PostgreSQL."""
+        if self.bus.is_connected and not await self.relay.drained(drain_timeout):
+            log.warning("stopping %s with events not yet published; the next start sends them", self.service)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.bus.close()
+        await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = {"postgres": False, "nats": self.bus.is_connected}
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2), self.engine.connect() as conn:
+                checks["postgres"] = (await conn.execute(text("SELECT 1"))).scalar() == 1
+        return checks
+
+    async def read_your_writes(
+        self, query: Callable[[], Awaitable[T | None]], *, projection: str
+    ) -> T | None:
+        """Ask `query` until it finds something or the bounded wait ends: a client that has
+        just written in another service usually finds its write here within milliseconds."""
+        deadline = time.monotonic() + self.settings.read_your_writes_wait
+        runner = self.runners[projection]
+        while True:
+            found = await query()
+            remaining = deadline - time.monotonic()
+            if found is not None or remaining <= 0:
+                return found
+            # Another replica may lead the projection, so poll as well as listen.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.changed(), min(remaining, 0.05))
