@@ -1,0 +1,139 @@
+"""The test stack: a real PostgreSQL and a real NATS, started once per session on free ports
+(so the suite runs beside `make run`), a fresh database and empty JetStream for every test."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+import pytest
+from fastapi import FastAPI
+
+from concord.auth import mint_token
+from concord.devstack import EmbeddedNats, EmbeddedPostgres, free_port
+from concord.settings import ServiceSettings
+
+JWT_SECRET = "test-secret-with-enough-length-for-hs256"
+
+
+@dataclass
+class Stack:
+    postgres: EmbeddedPostgres
+    nats: EmbeddedNats
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="concord-test-") as tmp:
+        root = Path(tmp)
+        postgres = EmbeddedPostgres(root / "postgres", free_port())
+        nats_server = EmbeddedNats(root / "nats", free_port())
+        postgres.start()
+        nats_server.start()
+        try:
+            yield Stack(postgres, nats_server)
+        finally:
+            nats_server.stop()
+            postgres.stop()
+
+
+@pytest.fixture
+async def database_url(stack: Stack) -> AsyncIterator[str]:
+    """A database of its own for each test: no state leaks between tests."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(stack.postgres.url(driver="postgresql"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield stack.postgres.url(name)
+    admin = await asyncpg.connect(stack.postgres.url(driver="postgresql"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def nats_url(stack: Stack) -> AsyncIterator[str]:
+    """An empty JetStream for each test."""
+    if stack.nats.process is None or stack.nats.process.poll() is not None:
+        stack.nats.start()  # a test that stopped NATS may have failed before restarting it
+    nc = await nats.connect(stack.nats.url)
+    js = nc.jetstream()
+    for stream in await js.streams_info():
+        await js.delete_stream(stream.config.name)
+    await nc.close()
+    yield stack.nats.url
+
+
+@pytest.fixture
+def settings(database_url: str, nats_url: str) -> Callable[..., Any]:
+    """Build a service's settings pointed at this test's database and NATS."""
+
+    def build(cls: type[ServiceSettings] = ServiceSettings, **overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "nats_url": nats_url,
+            "jwt_secret": JWT_SECRET,
+            "database_pool_size": 5,
+            "relay_poll_interval": 0.5,
+            "read_your_writes_wait": 1.0,
+            **overrides,
+        }
+        return cls(**values)
+
+    return build
+
+
+def token(org: str = "acme", roles: tuple[str, ...] = ("alliance_manager",), sub: str = "alice") -> str:
+    return mint_token(JWT_SECRET, sub=sub, org=org, roles=list(roles))
+
+
+def auth(org: str = "acme", roles: tuple[str, ...] = ("alliance_manager",), sub: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(org, roles, sub)}"}
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (runtime, relay, projections) and talk to it over ASGI."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def governance(settings: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
+    from governance.app import create_app
+    from governance.settings import GovernanceSettings
+
+    async with serve(create_app(settings(GovernanceSettings))) as client:
+        yield client
+
+
+@pytest.fixture
+async def scorecard(settings: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
+    from scorecard.app import create_app
+    from scorecard.settings import ScorecardSettings
+
+    async with serve(create_app(settings(ScorecardSettings))) as client:
+        yield client
+
+
+def charter(*orgs: str, name: str = "Acme x Globex") -> dict[str, Any]:
+    orgs = orgs or ("acme", "globex")
+    return {
+        "name": name,
+        "purpose": "Win mid-market banking deals together",
+        "goals": ["Grow joint revenue to 10M", "Launch a co-sold offering"],
+        "partners": [{"org_id": org, "name": org.capitalize()} for org in orgs],
+    }

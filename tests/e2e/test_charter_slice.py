@@ -1,0 +1,82 @@
+"""The first vertical slice: an alliance created in governance is readable from scorecard."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import auth, charter
+
+
+async def test_alliance_created_in_governance_is_read_from_scorecard(
+    governance: httpx.AsyncClient, scorecard: httpx.AsyncClient
+) -> None:
+    created = await governance.post("/alliances", json=charter(), headers=auth("acme"))
+    assert created.status_code == 201, created.text
+    alliance = created.json()
+    assert created.headers["etag"] == '"1"'
+    assert created.headers["location"] == f"/alliances/{alliance['id']}"
+
+    # Immediately, with no sleep: the read waits briefly for the projection.
+    read = await scorecard.get(f"/alliances/{alliance['id']}", headers=auth("globex", ("viewer",)))
+    assert read.status_code == 200, read.text
+    known = read.json()
+    assert known["name"] == "Acme x Globex"
+    assert [p["org_id"] for p in known["partners"]] == ["acme", "globex"]
+    assert known["version"] == 1
+
+
+async def test_later_charter_changes_reach_scorecard_with_min_version(
+    governance: httpx.AsyncClient, scorecard: httpx.AsyncClient
+) -> None:
+    alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
+    base = f"/alliances/{alliance['id']}"
+    added = await governance.post(
+        f"{base}/partners", json={"org_id": "initech", "name": "Initech"}, headers=auth()
+    )
+    assert added.status_code == 200, added.text
+    sponsor = await governance.post(
+        f"{base}/executive-sponsors",
+        json={"org_id": "globex", "name": "Hank Scorpio", "title": "CEO"},
+        headers=auth(),
+    )
+    version = int(sponsor.headers["etag"].strip('"'))
+    assert version == 3
+
+    read = await scorecard.get(base, params={"min_version": version}, headers=auth("initech", ("viewer",)))
+    assert read.status_code == 200, read.text
+    known = read.json()
+    assert known["version"] == 3
+    assert [p["org_id"] for p in known["partners"]] == ["acme", "globex", "initech"]
+    assert known["executive_sponsors"] == [{"org_id": "globex", "name": "Hank Scorpio", "title": "CEO"}]
+
+
+async def test_unknown_alliance_in_scorecard_is_a_problem_after_a_bounded_wait(
+    scorecard: httpx.AsyncClient,
+) -> None:
+    read = await scorecard.get(
+        "/alliances/7f1d0c3e-3b7e-4a53-9d2a-1b1f0b1c2d3e", headers=auth("acme")
+    )
+    assert read.status_code == 404
+    assert read.headers["content-type"] == "application/problem+json"
+    assert "known to scorecard yet" in read.json()["detail"]
+
+
+async def test_stranger_organisation_sees_nothing_in_either_service(
+    governance: httpx.AsyncClient, scorecard: httpx.AsyncClient
+) -> None:
+    alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
+    base = f"/alliances/{alliance['id']}"
+    # The partner sees it in scorecard first, so the projection has it.
+    assert (await scorecard.get(base, headers=auth("globex"))).status_code == 200
+
+    stranger = auth("umbrella")
+    assert (await governance.get(base, headers=stranger)).status_code == 404
+    assert (await scorecard.get(base, headers=stranger)).status_code == 404
+    blocked = await governance.post(
+        f"{base}/partners", json={"org_id": "umbrella", "name": "Umbrella"}, headers=stranger
+    )
+    assert blocked.status_code == 404
+    listed = await governance.get("/alliances", headers=stranger)
+    assert listed.json()["items"] == []
+    # And nothing was written by the refused command.
+    assert (await governance.get(base, headers=auth())).json()["version"] == 1
