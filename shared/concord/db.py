@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -128,9 +129,9 @@ async def leadership(
     try:
         yield conn
     finally:
-        try:
-            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            await conn.commit()
-        except Exception:  # the connection may be gone; the lock went with it
-            pass
-        await conn.close()
+        # Ending the session is what releases the lock. The connection may be mid-query
+        # (we were cancelled), so close it hard rather than wait on a polite unlock.
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+        with contextlib.suppress(Exception):
+            await conn.close()

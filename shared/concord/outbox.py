@@ -44,7 +44,11 @@ class Relay:
         self.poll_interval = poll_interval
         s = store.schema
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._stopping = False
+        # Pass numbers let `drained` wait for a pass that began after it was asked.
+        self._passes = 0
+        self._quiet_after = 0
+        self._quiet = asyncio.Condition()
         self._load_checkpoint = text(
             f"SELECT transaction_id, position FROM {s}.relay_checkpoint WHERE singleton"
         )
@@ -62,10 +66,16 @@ class Relay:
     def wake(self) -> None:
         self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from `run` (cancelling mid-query is not safe)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Lead the relay for this service and publish until cancelled; survives outages."""
+        """Lead the relay for this service and publish until stopped; survives outages."""
         delay = 0.1
-        while True:
+        self._stopping = False
+        while not self._stopping:
             try:
                 await self.bus.wait_connected()
                 await self.bus.ensure_stream(self.service)
@@ -75,7 +85,6 @@ class Relay:
                 raise
             except Exception as error:
                 log.warning("relay for %s interrupted (%s); retrying", self.service, error)
-                self._idle.clear()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             else:
@@ -92,8 +101,10 @@ class Relay:
         await driver.add_listener(channel, listener)
         try:
             checkpoint = await self.checkpoint(conn)
-            while True:
+            while not self._stopping:
                 self._wake.clear()
+                self._passes += 1
+                this_pass = self._passes
                 checkpoint, published = await self.pass_once(conn, checkpoint)
                 if published == self.batch_size:
                     continue
@@ -102,10 +113,11 @@ class Relay:
                     # look again shortly rather than waiting for the next NOTIFY.
                     await asyncio.sleep(0.002)
                     continue
-                self._idle.set()
+                async with self._quiet:
+                    self._quiet_after = this_pass
+                    self._quiet.notify_all()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                self._idle.clear()
         finally:
             with contextlib.suppress(Exception):
                 await driver.remove_listener(channel, listener)
@@ -153,10 +165,11 @@ class Relay:
 
     async def drained(self, timeout: float = 5.0) -> bool:
         """Wait until the relay has published everything committed so far (graceful stop)."""
-        self._idle.clear()
+        target = self._passes + 1
         self.wake()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout), self._quiet:
+                await self._quiet.wait_for(lambda: self._quiet_after >= target)
         except TimeoutError:
             return False
         return True

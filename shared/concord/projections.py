@@ -82,6 +82,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.durable = f"{service}__{projection.name}"
         self._changed = asyncio.Event()
+        self._stopping = False
         s = self.schema
         self._read_checkpoint = text(
             f"SELECT last_sequence FROM {s}.projection_checkpoints WHERE projection = :p FOR UPDATE"
@@ -104,9 +105,14 @@ class ProjectionRunner:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from `run` within about a second."""
+        self._stopping = True
+
     async def run(self) -> None:
         delay = 0.1
-        while True:
+        self._stopping = False
+        while not self._stopping:
             try:
                 await self.bus.wait_connected()
                 await self.bus.ensure_stream(self.projection.source)
@@ -160,9 +166,9 @@ class ProjectionRunner:
         stream = stream_name(self.projection.source)
         sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
         try:
-            while True:
+            while not self._stopping:
                 try:
-                    msgs = await sub.fetch(self.batch_size, timeout=5)
+                    msgs = await sub.fetch(self.batch_size, timeout=1)
                 except TimeoutError:
                     PROJECTION_PENDING.labels(self.service, self.projection.name).set(0)
                     continue

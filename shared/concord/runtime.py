@@ -87,12 +87,15 @@ class ServiceRuntime:
         """Graceful stop: publish what is committed, then let go of NATS and PostgreSQL."""
         if self.bus.is_connected and not await self.relay.drained(drain_timeout):
             log.warning("stopping %s with events not yet published; the next start sends them", self.service)
-        for task in self._tasks:
+        self.relay.stop()
+        for runner in self.runners.values():
+            runner.stop()
+        tasks, self._tasks = self._tasks, []
+        _, pending = await asyncio.wait(tasks, timeout=5)
+        for task in pending:  # still connecting, or waiting out an outage
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        if pending:
+            await asyncio.wait(pending, timeout=2)
         await self.bus.close()
         await self.engine.dispose()
 

@@ -1,0 +1,167 @@
+"""Projections: a redelivered event changes nothing, and a rebuild from the event history
+gives the same read model, byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+
+from concord.bus import stream_name
+from concord.runtime import ServiceRuntime
+from scorecard.projections import KnownAlliances
+from scorecard.settings import ScorecardSettings
+from tests.conftest import auth, charter, serve
+
+
+@pytest.fixture
+async def governance_history(settings: Callable[..., Any]) -> AsyncIterator[list[str]]:
+    """Governance's stream with a few alliances and charter changes in it; the service is
+    stopped again, so the test owns what happens next."""
+    from governance.app import create_app
+    from governance.settings import GovernanceSettings
+
+    created = []
+    async with serve(create_app(settings(GovernanceSettings))) as governance:
+        for i in range(4):
+            alliance = (await governance.post("/alliances", json=charter(name=f"Alliance {i}"), headers=auth())).json()
+            base = f"/alliances/{alliance['id']}"
+            await governance.post(f"{base}/partners", json={"org_id": f"p{i}", "name": f"P{i}"}, headers=auth())
+            await governance.post(
+                f"{base}/executive-sponsors", json={"org_id": "acme", "name": f"Sponsor {i}"}, headers=auth()
+            )
+            await governance.post(
+                f"{base}/agreement-versions",
+                json={"summary": "First", "text": "How we work", "effective_from": "2026-01-01"},
+                headers=auth(),
+            )
+            created.append(alliance["id"])
+    yield created
+
+
+@pytest.fixture
+async def scorecard_runtime(settings: Callable[..., Any]) -> AsyncIterator[ServiceRuntime]:
+    runtime = ServiceRuntime(settings(ScorecardSettings), projections=[KnownAlliances()])
+    await runtime.install()
+    await runtime.bus.connect()
+    yield runtime
+    await runtime.bus.close()
+    await runtime.engine.dispose()
+
+
+async def read_model(runtime: ServiceRuntime) -> list[str]:
+    async with runtime.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT k::text FROM scorecard.known_alliances k ORDER BY alliance_id")
+        )
+        return list(rows.scalars())
+
+
+async def all_messages(js: JetStreamContext) -> list:
+    sub = await js.pull_subscribe(
+        "concord.governance.alliance.>",
+        stream=stream_name("governance"),
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30),
+    )
+    msgs = await sub.fetch(1000, timeout=2)
+    await sub.unsubscribe()
+    return msgs
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def test_a_redelivered_batch_changes_nothing(
+    governance_history: list[str], scorecard_runtime: ServiceRuntime, js: JetStreamContext
+) -> None:
+    runner = scorecard_runtime.runners["known_alliances"]
+    msgs = await all_messages(js)
+    assert len(msgs) == 16
+
+    async with scorecard_runtime.engine.connect() as conn:
+        assert await runner.apply_batch(conn, msgs) == 16
+        first = await read_model(scorecard_runtime)
+        assert await runner.apply_batch(conn, msgs) == 0  # every sequence is at or below the checkpoint
+        assert await runner.apply_batch(conn, msgs[5:9]) == 0
+    assert await read_model(scorecard_runtime) == first
+    assert len(first) == 4
+
+
+async def test_rebuild_replays_history_into_the_same_read_model(
+    governance_history: list[str], scorecard_runtime: ServiceRuntime, js: JetStreamContext
+) -> None:
+    runner = scorecard_runtime.runners["known_alliances"]
+    async with scorecard_runtime.engine.connect() as conn:
+        await runner.apply_batch(conn, await all_messages(js))
+    live = await read_model(scorecard_runtime)
+
+    async with scorecard_runtime.engine.begin() as conn:  # damage the read model
+        await conn.execute(text("UPDATE scorecard.known_alliances SET name = 'wrong'"))
+    report = await runner.rebuild(progress=False)
+
+    assert report.events == 16
+    assert report.events_per_second > 0
+    assert await read_model(scorecard_runtime) == live
+    async with scorecard_runtime.engine.connect() as conn:
+        assert await runner.checkpoint(conn) == 16
+
+
+async def test_a_rebuilt_projection_goes_on_following_new_events(
+    governance_history: list[str], settings: Callable[..., Any]
+) -> None:
+    from governance.app import create_app
+    from governance.settings import GovernanceSettings
+    from scorecard.app import create_app as create_scorecard
+
+    scorecard_app = create_scorecard(settings(ScorecardSettings))
+    async with serve(scorecard_app) as scorecard:
+        for alliance_id in governance_history:  # caught up from the durable consumer
+            assert (await scorecard.get(f"/alliances/{alliance_id}", headers=auth())).status_code == 200
+    runtime: ServiceRuntime = scorecard_app.state.runtime
+    before = await read_model(runtime) if False else None  # engine disposed; re-open below
+    del before
+
+    rebuilt = ServiceRuntime(settings(ScorecardSettings), projections=[KnownAlliances()])
+    await rebuilt.bus.connect()
+    await rebuilt.runners["known_alliances"].rebuild(progress=False)
+    await rebuilt.bus.close()
+    await rebuilt.engine.dispose()
+
+    async with (
+        serve(create_app(settings(GovernanceSettings))) as governance,
+        serve(create_scorecard(settings(ScorecardSettings))) as scorecard,
+    ):
+        fresh = (await governance.post("/alliances", json=charter(name="After rebuild"), headers=auth())).json()
+        read = await scorecard.get(f"/alliances/{fresh['id']}", headers=auth())
+        assert read.status_code == 200
+        assert read.json()["name"] == "After rebuild"
+        for alliance_id in governance_history:
+            assert (await scorecard.get(f"/alliances/{alliance_id}", headers=auth())).status_code == 200
+
+
+async def test_projection_lag_and_progress_are_exported_as_metrics(
+    governance: httpx.AsyncClient, scorecard: httpx.AsyncClient
+) -> None:
+    alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
+    assert (await scorecard.get(f"/alliances/{alliance['id']}", headers=auth())).status_code == 200
+    labels = {"service": "scorecard", "projection": "known_alliances"}
+    applied = REGISTRY.get_sample_value("concord_projection_events_total", labels)
+    lag = REGISTRY.get_sample_value("concord_projection_lag_seconds", labels)
+    assert applied is not None and applied >= 1
+    assert lag is not None and 0 <= lag < 5
+    exposed = (await scorecard.get("/metrics")).text
+    assert 'concord_projection_lag_seconds{projection="known_alliances",service="scorecard"}' in exposed
