@@ -94,11 +94,15 @@ def settings(database_url: str, nats_url: str) -> Callable[..., Any]:
     return build
 
 
-def token(org: str = "acme", roles: tuple[str, ...] = ("alliance_manager",), sub: str = "alice") -> str:
+def token(
+    org: str = "acme", roles: tuple[str, ...] = ("alliance_manager",), sub: str = "alice"
+) -> str:
     return mint_token(JWT_SECRET, sub=sub, org=org, roles=list(roles))
 
 
-def auth(org: str = "acme", roles: tuple[str, ...] = ("alliance_manager",), sub: str = "alice") -> dict[str, str]:
+def auth(
+    org: str = "acme", roles: tuple[str, ...] = ("alliance_manager",), sub: str = "alice"
+) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(org, roles, sub)}"}
 
 

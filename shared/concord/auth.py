@@ -43,15 +43,19 @@ class Authenticator:
     async def _verify(self, token: str) -> dict[str, Any]:
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
-            options = {"require": ["exp", "sub"]}
+            # The audience is checked only where one is configured.
+            options: jwt.types.Options = {
+                "require": ["exp", "sub"],
+                "verify_aud": bool(self.audience),
+            }
             common: dict[str, Any] = {"issuer": self.issuer, "audience": self.audience}
-            if not self.audience:
-                options["verify_aud"] = False  # type: ignore[assignment]
             if algorithm == "RS256" and self.jwks is not None:
                 key = await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
                 return jwt.decode(token, key.key, algorithms=["RS256"], options=options, **common)
             if algorithm == "HS256" and self.secret:
-                return jwt.decode(token, self.secret, algorithms=["HS256"], options=options, **common)
+                return jwt.decode(
+                    token, self.secret, algorithms=["HS256"], options=options, **common
+                )
         except jwt.PyJWTError as error:
             raise Unauthorized(f"The bearer token is not valid: {error}") from error
         raise Unauthorized("The bearer token is signed with an algorithm this service does not accept")

@@ -97,7 +97,7 @@ class Bus:
             return
         config = self.stream_config(service)
         try:
-            await self.js.stream_info(config.name)
+            await self.js.stream_info(stream_name(service))
             await self.js.update_stream(config)
         except NotFoundError:
             try:

@@ -59,7 +59,7 @@ def run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        print(f"PostgreSQL  postgresql://postgres@127.0.0.1:{PG_PORT}/{DATABASE}  (data in {HOME}/postgres)")
+        print(f"PostgreSQL  {pg.url(DATABASE, driver='postgresql')}  (data in {HOME}/postgres)")
         pg.start()
         pg.ensure_database(DATABASE)
         print(f"NATS        {nats.url}  (JetStream in {HOME}/nats)")
@@ -74,9 +74,18 @@ def run(_: argparse.Namespace) -> int:
             children.append(
                 subprocess.Popen(
                     [
-                        sys.executable, "-m", "uvicorn", f"{package}.app:create_app", "--factory",
-                        "--host", "127.0.0.1", "--port", str(port),
-                        "--no-access-log", "--timeout-graceful-shutdown", "20",
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        f"{package}.app:create_app",
+                        "--factory",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--no-access-log",
+                        "--timeout-graceful-shutdown",
+                        "20",
                     ],
                     env=env,
                     start_new_session=True,  # stopped by us, in order, not by the terminal
@@ -119,7 +128,10 @@ def rebuild(args: argparse.Namespace) -> int:
     app = app_module.create_app()
     runtime = app.state.runtime
     if args.projection not in runtime.runners:
-        print(f"{args.service} has no projection {args.projection}; it has: {', '.join(runtime.runners)}")
+        print(
+            f"{args.service} has no projection {args.projection}; "
+            f"it has: {', '.join(runtime.runners)}"
+        )
         return 2
 
     async def go() -> int:
@@ -135,8 +147,10 @@ def rebuild(args: argparse.Namespace) -> int:
         finally:
             await runtime.bus.close()
             await runtime.engine.dispose()
-        print(f"rebuilt {report.projection}: {report.events} events in {report.seconds:.2f}s "
-              f"({report.events_per_second:,.0f} events/s)")
+        print(
+            f"rebuilt {report.projection}: {report.events} events in {report.seconds:.2f}s "
+            f"({report.events_per_second:,.0f} events/s)"
+        )
         return 0
 
     if "CONCORD_DATABASE_URL" not in os.environ:  # the embedded default

@@ -95,7 +95,9 @@ async def install_schema(engine: AsyncEngine, schema: str, extra_ddl: Iterable[s
     """Create the kernel tables and the service's read models; safe to run on every start."""
     async with engine.begin() as conn:
         # Replicas starting together would race on CREATE ... IF NOT EXISTS.
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"ddl:{schema}")})
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"ddl:{schema}")}
+        )
         for statement in [*kernel_ddl(schema), *extra_ddl]:
             await conn.execute(text(statement))
 

@@ -140,13 +140,20 @@ class EmbeddedPostgres:
             self.process = subprocess.Popen(
                 [
                     str(PG_BIN / "postgres"),
-                    "-D", str(self.data_dir),
-                    "-p", str(self.port),
-                    "-h", "127.0.0.1",
-                    "-k", "",
-                    "-c", "max_connections=200",
-                    "-c", "shared_buffers=128MB",
-                    "-c", "fsync=on",
+                    "-D",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.port),
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    "",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "shared_buffers=128MB",
+                    "-c",
+                    "fsync=on",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -161,7 +168,15 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready = subprocess.run(
-                [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                [
+                    str(PG_BIN / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
                 capture_output=True,
             )
             if ready.returncode == 0:
@@ -174,9 +189,24 @@ class EmbeddedPostgres:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         return subprocess.run(
-            [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
-            check=True, capture_output=True, text=True,
+            [
+                str(PG_BIN / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atc",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
 
     def ensure_database(self, name: str) -> None:

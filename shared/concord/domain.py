@@ -71,7 +71,8 @@ C = TypeVar("C")
 
 @dataclass(frozen=True)
 class Decider(Generic[S, C]):
-    """An aggregate as three pure functions: where it starts, what a command decides, how it grows."""
+    """An aggregate as three pure functions: where it starts, what a command decides, and
+    how it grows."""
 
     aggregate: str
     initial: Callable[[], S]

@@ -3,9 +3,8 @@ envelopes back into typed domain events (upcasting old schema versions on the wa
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID, uuid4
@@ -86,7 +85,9 @@ class EventRegistry:
         for event in events:
             self._by_name[(event.aggregate, event.event_name())] = event
 
-    def upcaster(self, event: type[DomainEvent], from_version: int) -> Callable[[Upcaster], Upcaster]:
+    def upcaster(
+        self, event: type[DomainEvent], from_version: int
+    ) -> Callable[[Upcaster], Upcaster]:
         """Register `fn(data_at_v) -> data_at_v+1` for payloads written before a schema change."""
 
         def register(fn: Upcaster) -> Upcaster:
@@ -97,9 +98,6 @@ class EventRegistry:
 
     def type_of(self, event: DomainEvent) -> str:
         return event_type(self.service, type(event))
-
-    def subject_of(self, event: DomainEvent) -> str:
-        return self.type_of(event)
 
     def envelope(
         self,
@@ -145,7 +143,3 @@ class EventRegistry:
             data = upcast(data)
             version += 1
         return event_class.model_validate(data)
-
-
-def encode_many(events: Iterable[CloudEvent]) -> list[str]:
-    return [json.dumps(e.model_dump(mode="json")) for e in events]

@@ -51,7 +51,8 @@ class EventStore:
         self.schema = s
         self._insert = text(
             f"""INSERT INTO {s}.events
-                (event_id, stream_id, stream_version, event_type, alliance_id, occurred_at, envelope)
+                (event_id, stream_id, stream_version, event_type, alliance_id, occurred_at,
+                 envelope)
                 VALUES (:event_id, :stream_id, :stream_version, :event_type, :alliance_id,
                         :occurred_at, :envelope)"""
         ).bindparams(bindparam("envelope", type_=JSONB))
@@ -80,7 +81,9 @@ class EventStore:
         rows = []
         for offset, event in enumerate(events, start=1):
             if event.subject != stream_id or event.streamversion != expected_version + offset:
-                raise ValueError("event envelope does not match the stream position it is appended at")
+                raise ValueError(
+                    "event envelope does not match the stream position it is appended at"
+                )
             rows.append(
                 {
                     "event_id": event.id,
@@ -119,7 +122,8 @@ class EventStore:
         )
         return [
             RecordedEvent(
-                Checkpoint(row.transaction_id, row.position), CloudEvent.model_validate(row.envelope)
+                Checkpoint(row.transaction_id, row.position),
+                CloudEvent.model_validate(row.envelope),
             )
             for row in result
         ]

@@ -33,6 +33,7 @@ from concord.problems import (
     Problem,
     ProblemError,
     bad_request,
+    payload_too_large,
     problem_response,
     problem_responses,
 )
@@ -180,24 +181,26 @@ class RequestContext:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_body_bytes)
             return message
 
         return limited
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
-        error = ProblemError(
-            413,
-            "payload-too-large",
-            "Request body too large",
-            f"The body may be at most {self.max_body_bytes} bytes",
-        )
+        error = payload_too_large(self.max_body_bytes)
         response = problem_response(error, instance=scope["path"], request_id=request_id)
         await response(scope, _no_body, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """A body stream that outgrew the limit (no Content-Length, or one that lied). It is an
+    HTTPException because FastAPI passes those on from body parsing; any other exception
+    there becomes a 400 "error parsing the body"."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413)
+        self.limit = limit
+
 
 
 async def _no_body() -> Message:
@@ -246,8 +249,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         slug = title.lower().replace(" ", "-")
         return _answer(
             request,
-            ProblemError(error.status_code, slug, title, str(error.detail), headers=error.headers),
+            ProblemError(
+                error.status_code, slug, title, str(error.detail), headers=dict(error.headers or {})
+            ),
         )
+
+    async def on_too_large(request: Request, error: Exception) -> Response:
+        assert isinstance(error, _BodyTooLarge)
+        return _answer(request, payload_too_large(error.limit))
 
     async def on_unauthorized(request: Request, error: Exception) -> Response:
         assert isinstance(error, Unauthorized)
@@ -287,6 +296,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(_BodyTooLarge, on_too_large)
     app.add_exception_handler(Unauthorized, on_unauthorized)
     app.add_exception_handler(Rejected, on_rejected)
     app.add_exception_handler(NotFound, on_not_found)

@@ -13,7 +13,9 @@ from prometheus_client import Counter, Gauge, Histogram
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 HTTP_REQUESTS = Counter(
-    "concord_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
+    "concord_http_requests_total",
+    "HTTP requests answered",
+    ["service", "method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
     "concord_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"]

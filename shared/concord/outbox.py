@@ -95,6 +95,7 @@ class Relay:
         driver = raw.driver_connection
         assert driver is not None
         channel = notify_channel(self.store.schema)
+
         def listener(*_: object) -> None:
             self._wake.set()
 
@@ -150,9 +151,7 @@ class Relay:
         checkpoint = batch[-1].checkpoint
         await self.record(conn, checkpoint)
         RELAY_PUBLISHED.labels(self.service).inc(len(batch))
-        RELAY_LAG.labels(self.service).set(
-            max(0.0, time.time() - batch[-1].event.time.timestamp())
-        )
+        RELAY_LAG.labels(self.service).set(max(0.0, time.time() - batch[-1].event.time.timestamp()))
         return checkpoint, len(batch)
 
     async def _held_back(self, conn: AsyncConnection, after: Checkpoint) -> bool:

@@ -80,6 +80,12 @@ def precondition_failed(detail: str) -> ProblemError:
     return ProblemError(412, "precondition-failed", "Precondition failed", detail)
 
 
+def payload_too_large(limit: int) -> ProblemError:
+    return ProblemError(
+        413, "payload-too-large", "Request body too large", f"The body may be at most {limit} bytes"
+    )
+
+
 def unprocessable(detail: str, slug: str = "rule-violated", title: str = "Rule violated") -> ProblemError:
     return ProblemError(422, slug, title, detail)
 

@@ -196,7 +196,9 @@ class ProjectionRunner:
                     last = event
                     applied += 1
                 checkpoint = sequence
-            await conn.execute(self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint})
+            await conn.execute(
+                self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint}
+            )
         labels = (self.service, self.projection.name)
         PROJECTION_APPLIED.labels(*labels).inc(applied)
         if msgs:

@@ -86,7 +86,9 @@ class ServiceRuntime:
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Graceful stop: publish what is committed, then let go of NATS and PostgreSQL."""
         if self.bus.is_connected and not await self.relay.drained(drain_timeout):
-            log.warning("stopping %s with events not yet published; the next start sends them", self.service)
+            log.warning(
+                "stopping %s with events not yet published; the next start sends them", self.service
+            )
         self.relay.stop()
         for runner in self.runners.values():
             runner.stop()

@@ -42,12 +42,16 @@ async def test_later_charter_changes_reach_scorecard_with_min_version(
     version = int(sponsor.headers["etag"].strip('"'))
     assert version == 3
 
-    read = await scorecard.get(base, params={"min_version": version}, headers=auth("initech", ("viewer",)))
+    read = await scorecard.get(
+        base, params={"min_version": version}, headers=auth("initech", ("viewer",))
+    )
     assert read.status_code == 200, read.text
     known = read.json()
     assert known["version"] == 3
     assert [p["org_id"] for p in known["partners"]] == ["acme", "globex", "initech"]
-    assert known["executive_sponsors"] == [{"org_id": "globex", "name": "Hank Scorpio", "title": "CEO"}]
+    assert known["executive_sponsors"] == [
+        {"org_id": "globex", "name": "Hank Scorpio", "title": "CEO"}
+    ]
 
 
 async def test_unknown_alliance_in_scorecard_is_a_problem_after_a_bounded_wait(

@@ -32,7 +32,9 @@ def registry() -> EventRegistry:
     return events
 
 
-def pulses(stream_id: str, readings: range | list[int], *, start_version: int = 0) -> list[CloudEvent]:
+def pulses(
+    stream_id: str, readings: range | list[int], *, start_version: int = 0
+) -> list[CloudEvent]:
     events = registry()
     return [
         events.envelope(

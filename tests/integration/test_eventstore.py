@@ -80,8 +80,10 @@ async def test_a_late_commit_below_a_seen_position_is_not_skipped(runtime: Servi
         # The naive reader sees position 2 and would move its checkpoint past position 1.
         async with runtime.engine.connect() as naive:
             visible = (
-                await naive.execute(text(f"SELECT position FROM {runtime.schema}.events"))
-            ).scalars().all()
+                (await naive.execute(text(f"SELECT position FROM {runtime.schema}.events")))
+                .scalars()
+                .all()
+            )
         assert visible == [2]
 
         seen, checkpoint = await _read_all(runtime, Checkpoint())

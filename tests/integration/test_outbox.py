@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 
@@ -33,7 +32,9 @@ async def commit(runtime: ServiceRuntime, count: int) -> list:
     return written
 
 
-async def relay_until_published(runtime: ServiceRuntime, relay: Relay, total: int, js: JetStreamContext) -> None:
+async def relay_until_published(
+    runtime: ServiceRuntime, relay: Relay, total: int, js: JetStreamContext
+) -> None:
     task = asyncio.create_task(relay.run())
     try:
         async with asyncio.timeout(10):
@@ -105,12 +106,16 @@ async def test_commands_succeed_while_nats_is_down_and_their_events_follow_when_
     ):
         first = await governance.post("/alliances", json=charter(), headers=auth())
         assert first.status_code == 201
-        assert (await scorecard.get(f"/alliances/{first.json()['id']}", headers=auth())).status_code == 200
+        assert (
+            await scorecard.get(f"/alliances/{first.json()['id']}", headers=auth())
+        ).status_code == 200
 
         stack.nats.stop()
         try:
             during = [
-                await governance.post("/alliances", json=charter(name=f"Outage {i}"), headers=auth())
+                await governance.post(
+                    "/alliances", json=charter(name=f"Outage {i}"), headers=auth()
+                )
                 for i in range(3)
             ]
             assert [r.status_code for r in during] == [201, 201, 201]

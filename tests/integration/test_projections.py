@@ -3,8 +3,6 @@ gives the same read model, byte for byte."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,11 +30,19 @@ async def governance_history(settings: Callable[..., Any]) -> AsyncIterator[list
     created = []
     async with serve(create_app(settings(GovernanceSettings))) as governance:
         for i in range(4):
-            alliance = (await governance.post("/alliances", json=charter(name=f"Alliance {i}"), headers=auth())).json()
+            alliance = (
+                await governance.post(
+                    "/alliances", json=charter(name=f"Alliance {i}"), headers=auth()
+                )
+            ).json()
             base = f"/alliances/{alliance['id']}"
-            await governance.post(f"{base}/partners", json={"org_id": f"p{i}", "name": f"P{i}"}, headers=auth())
             await governance.post(
-                f"{base}/executive-sponsors", json={"org_id": "acme", "name": f"Sponsor {i}"}, headers=auth()
+                f"{base}/partners", json={"org_id": f"p{i}", "name": f"P{i}"}, headers=auth()
+            )
+            await governance.post(
+                f"{base}/executive-sponsors",
+                json={"org_id": "acme", "name": f"Sponsor {i}"},
+                headers=auth(),
             )
             await governance.post(
                 f"{base}/agreement-versions",
@@ -95,7 +101,9 @@ async def test_a_redelivered_batch_changes_nothing(
     async with scorecard_runtime.engine.connect() as conn:
         assert await runner.apply_batch(conn, msgs) == 16
         first = await read_model(scorecard_runtime)
-        assert await runner.apply_batch(conn, msgs) == 0  # every sequence is at or below the checkpoint
+        assert (
+            await runner.apply_batch(conn, msgs) == 0
+        )  # every sequence is at or below the checkpoint
         assert await runner.apply_batch(conn, msgs[5:9]) == 0
     assert await read_model(scorecard_runtime) == first
     assert len(first) == 4
@@ -130,7 +138,9 @@ async def test_a_rebuilt_projection_goes_on_following_new_events(
     scorecard_app = create_scorecard(settings(ScorecardSettings))
     async with serve(scorecard_app) as scorecard:
         for alliance_id in governance_history:  # caught up from the durable consumer
-            assert (await scorecard.get(f"/alliances/{alliance_id}", headers=auth())).status_code == 200
+            assert (
+                await scorecard.get(f"/alliances/{alliance_id}", headers=auth())
+            ).status_code == 200
     runtime: ServiceRuntime = scorecard_app.state.runtime
     before = await read_model(runtime) if False else None  # engine disposed; re-open below
     del before
@@ -145,12 +155,16 @@ async def test_a_rebuilt_projection_goes_on_following_new_events(
         serve(create_app(settings(GovernanceSettings))) as governance,
         serve(create_scorecard(settings(ScorecardSettings))) as scorecard,
     ):
-        fresh = (await governance.post("/alliances", json=charter(name="After rebuild"), headers=auth())).json()
+        fresh = (
+            await governance.post("/alliances", json=charter(name="After rebuild"), headers=auth())
+        ).json()
         read = await scorecard.get(f"/alliances/{fresh['id']}", headers=auth())
         assert read.status_code == 200
         assert read.json()["name"] == "After rebuild"
         for alliance_id in governance_history:
-            assert (await scorecard.get(f"/alliances/{alliance_id}", headers=auth())).status_code == 200
+            assert (
+                await scorecard.get(f"/alliances/{alliance_id}", headers=auth())
+            ).status_code == 200
 
 
 async def test_projection_lag_and_progress_are_exported_as_metrics(
@@ -164,4 +178,7 @@ async def test_projection_lag_and_progress_are_exported_as_metrics(
     assert applied is not None and applied >= 1
     assert lag is not None and 0 <= lag < 5
     exposed = (await scorecard.get("/metrics")).text
-    assert 'concord_projection_lag_seconds{projection="known_alliances",service="scorecard"}' in exposed
+    assert (
+        'concord_projection_lag_seconds{projection="known_alliances",service="scorecard"}'
+        in exposed
+    )

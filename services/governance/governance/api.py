@@ -26,10 +26,10 @@ from concord.http import (
 from concord.problems import bad_request, problem_responses
 from governance.domain.alliance import (
     AddPartner,
+    AgreementVersion,
     AgreePartnershipAgreementVersion,
     Alliance,
     AllianceCharter,
-    AgreementVersion,
     AppointExecutiveSponsor,
     CreateAlliance,
     ExecutiveSponsor,
@@ -76,7 +76,9 @@ class AllianceView(BaseModel):
             partners=list(state.partners),
             executive_sponsors=list(state.sponsors),
             relational_expectations=list(state.expectations),
-            agreement=AgreementView.model_validate(current, from_attributes=True) if current else None,
+            agreement=AgreementView.model_validate(current, from_attributes=True)
+            if current
+            else None,
             agreement_versions=len(state.agreements),
             version=version,
         )
@@ -170,7 +172,11 @@ async def list_alliances(
 ) -> Page[AllianceListItem]:
     after = decode_cursor(cursor)
     try:
-        after_time = datetime.fromisoformat(after["created_at"]) if after else datetime.min.replace(tzinfo=UTC)
+        after_time = (
+            datetime.fromisoformat(after["created_at"])
+            if after
+            else datetime.min.replace(tzinfo=UTC)
+        )
         after_id = UUID(str(after["id"])) if after else UUID(int=0)
     except (KeyError, ValueError, TypeError):
         raise bad_request("The cursor is not one this API gave out") from None
@@ -184,12 +190,21 @@ async def list_alliances(
                          AND (created_at, alliance_id) > (:after_time, :after_id)
                        ORDER BY created_at, alliance_id LIMIT :limit"""
                 ),
-                {"org": caller.org, "after_time": after_time, "after_id": after_id, "limit": limit + 1},
+                {
+                    "org": caller.org,
+                    "after_time": after_time,
+                    "after_id": after_id,
+                    "limit": limit + 1,
+                },
             )
         ).all()
     items = [
         AllianceListItem(
-            id=r.alliance_id, name=r.name, partner_orgs=r.partner_orgs, created_at=r.created_at, version=r.version
+            id=r.alliance_id,
+            name=r.name,
+            partner_orgs=r.partner_orgs,
+            created_at=r.created_at,
+            version=r.version,
         )
         for r in rows[:limit]
     ]
@@ -224,7 +239,11 @@ async def get_alliance(alliance_id: UUID, caller: CallerDep, runtime: RuntimeDep
     responses=COMMAND_ERRORS,
 )
 async def add_partner(
-    alliance_id: UUID, partner: PartnerOrganisation, caller: CallerDep, runtime: RuntimeDep, request: Request
+    alliance_id: UUID,
+    partner: PartnerOrganisation,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
 ) -> JSONResponse:
     return await _run(runtime, request, caller, alliance_id, AddPartner(partner=partner, by=caller))
 
@@ -237,7 +256,11 @@ async def add_partner(
     responses=COMMAND_ERRORS,
 )
 async def appoint_executive_sponsor(
-    alliance_id: UUID, sponsor: ExecutiveSponsor, caller: CallerDep, runtime: RuntimeDep, request: Request
+    alliance_id: UUID,
+    sponsor: ExecutiveSponsor,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
 ) -> JSONResponse:
     return await _run(
         runtime, request, caller, alliance_id, AppointExecutiveSponsor(sponsor=sponsor, by=caller)
@@ -275,7 +298,11 @@ async def record_relational_expectation(
     responses=COMMAND_ERRORS,
 )
 async def agree_agreement_version(
-    alliance_id: UUID, agreement: AgreementVersion, caller: CallerDep, runtime: RuntimeDep, request: Request
+    alliance_id: UUID,
+    agreement: AgreementVersion,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
 ) -> JSONResponse:
     return await _run(
         runtime,

@@ -1,1 +1,2 @@
-"""Concord notifications: Subscriptions to domain events, delivered as signed webhooks, Slack and Teams messages."""
+"""Concord notifications: subscriptions to domain events, delivered as signed webhooks,
+Slack and Teams messages."""

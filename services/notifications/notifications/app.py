@@ -1,5 +1,5 @@
-"""The notifications service: `uvicorn notifications.app:create_app --factory`. It answers health, metrics
-and OpenAPI today; its domain arrives with its own issue."""
+"""The notifications service: `uvicorn notifications.app:create_app --factory`.
+It answers health, metrics and OpenAPI today; its domain arrives with its own issue."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     return create_service_app(
         ServiceRuntime(settings),
         title="Concord notifications",
-        description="Subscriptions to domain events, delivered as signed webhooks, Slack and Teams messages.",
+        description="Subscriptions to domain events, delivered as signed webhooks, "
+        "Slack and Teams messages.",
         routers=[],
     )

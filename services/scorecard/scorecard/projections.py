@@ -92,7 +92,8 @@ class KnownAlliances(Projection):
             case "executive_sponsor_appointed":
                 sponsor = data["sponsor"]
                 await conn.execute(
-                    self._sponsor_appointed, {**common, "sponsor": sponsor, "org": sponsor["org_id"]}
+                    self._sponsor_appointed,
+                    {**common, "sponsor": sponsor, "org": sponsor["org_id"]},
                 )
             case "partnership_agreement_version_agreed":
                 await conn.execute(

@@ -1,5 +1,5 @@
-"""The trust_survey service: `uvicorn trust_survey.app:create_app --factory`. It answers health, metrics
-and OpenAPI today; its domain arrives with its own issue."""
+"""The trust_survey service: `uvicorn trust_survey.app:create_app --factory`.
+It answers health, metrics and OpenAPI today; its domain arrives with its own issue."""
 
 from __future__ import annotations
 

@@ -231,7 +231,9 @@ def decide(state: Alliance, command: Command) -> list[AllianceEvent]:
             if sponsor in state.sponsors:
                 return []  # already so: nothing happened
             return [
-                ExecutiveSponsorAppointed(sponsor=sponsor, appointed_by_org=by.org, appointed_by=by.sub)
+                ExecutiveSponsorAppointed(
+                    sponsor=sponsor, appointed_by_org=by.org, appointed_by=by.sub
+                )
             ]
         case RecordRelationalExpectation(expectation=expectation):
             if expectation.statement.casefold() in {e.casefold() for e in state.expectations}:
