@@ -1,0 +1,83 @@
+"""A service as SREs run it: its own uvicorn process, configured from the environment, and
+stopped with SIGTERM (as Kubernetes does) without losing what it accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import nats
+
+from concord.bus import stream_name
+from concord.devstack import free_port
+from tests.conftest import JWT_SECRET, auth, charter
+
+
+async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_event(
+    database_url: str, nats_url: str
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CONCORD_DATABASE_URL": database_url,
+        "CONCORD_NATS_URL": nats_url,
+        "CONCORD_JWT_SECRET": JWT_SECRET,
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "governance.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        if (await client.get("/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+            posts = [
+                client.post("/alliances", json=charter(name=f"Alliance {i}"), headers=auth())
+                for i in range(20)
+            ]
+            pending = asyncio.gather(*posts)
+            await asyncio.sleep(0.05)  # some requests are in flight when the signal lands
+            server.send_signal(signal.SIGTERM)
+            responses = await pending
+    finally:
+        try:
+            code = await asyncio.to_thread(server.wait, 30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    log = server.stdout.read().decode() if server.stdout else ""
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status reports it.
+    assert code in (0, -signal.SIGTERM), log
+    assert "Application shutdown complete" in log
+
+    accepted = [r.json()["id"] for r in responses if r.status_code == 201]
+    assert accepted, "at least the requests in flight before SIGTERM are answered"
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().stream_info(stream_name("governance"))
+        assert info.state.messages == len(accepted)
+    finally:
+        await nc.close()
