@@ -89,10 +89,7 @@ async def execute(
                 if key is not None:
                     await idempotency.remember(conn, scope, key, status_code, body, headers)
         except StreamConflict:
-            if expected is not None:
-                raise precondition_failed(
-                    "The alliance changed while this request was handled; read it again"
-                ) from None
+            # Decide again on fresh state; a stale If-Match then fails its check above.
             if attempt == RETRIES - 1:
                 raise conflict("The alliance is being changed by someone else; retry") from None
             continue

@@ -73,6 +73,24 @@ def kernel_ddl(schema: str) -> list[str]:
             created_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (caller, key)
         )""",
+        # Within a stream, global order must agree with version order. A transaction that
+        # got its id before a newer one committed the previous version (it wrote something
+        # else first, such as its idempotency key) would be read before it: refuse it, and
+        # the command retries in a new transaction.
+        f"""CREATE OR REPLACE FUNCTION {s}.keep_stream_in_commit_order() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.stream_version > 1 AND EXISTS (
+                  SELECT 1 FROM {s}.events
+                  WHERE stream_id = NEW.stream_id AND stream_version = NEW.stream_version - 1
+                    AND transaction_id > NEW.transaction_id) THEN
+                RAISE EXCEPTION 'stream % moved on in a newer transaction', NEW.stream_id
+                  USING ERRCODE = 'serialization_failure';
+              END IF;
+              RETURN NEW;
+            END $$""",
+        f"""CREATE OR REPLACE TRIGGER events_in_stream_order BEFORE INSERT ON {s}.events
+            FOR EACH ROW EXECUTE FUNCTION {s}.keep_stream_in_commit_order()""",
         # A statement-level trigger wakes the relay on commit without an extra round trip.
         f"""CREATE OR REPLACE FUNCTION {s}.notify_events_appended() RETURNS trigger
             LANGUAGE plpgsql AS $$

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord.db import checked_schema
 from concord.events import CloudEvent
+
+SERIALIZATION_FAILURE = "40001"  # raised by the events_in_stream_order trigger
 
 
 class StreamConflict(Exception):
@@ -101,6 +103,10 @@ class EventStore:
             await conn.execute(self._insert, rows)
         except IntegrityError as error:
             if "events_stream_version" in str(error.orig):
+                raise StreamConflict(stream_id, expected_version) from error
+            raise
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == SERIALIZATION_FAILURE:
                 raise StreamConflict(stream_id, expected_version) from error
             raise
         return expected_version + len(rows)

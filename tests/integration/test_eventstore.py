@@ -130,3 +130,31 @@ async def test_the_reader_never_skips_under_many_interleaved_delayed_commits(
     await tail
     assert len(seen) == len(written) == 200
     assert set(ids(seen)) == set(ids(written))
+
+
+async def test_a_stream_is_read_in_version_order_even_when_its_writer_began_first(
+    runtime: ServiceRuntime,
+) -> None:
+    """T1 writes something else first (an idempotency key), so it holds the older transaction
+    id; T2 then appends version 1 and commits; T1 reads the stream, sees version 1 and
+    appends version 2. Reading by transaction id would put version 2 before version 1, so
+    the store refuses T1's append and its command retries in a fresh transaction."""
+    stream = new_stream()
+    async with runtime.engine.connect() as t1:
+        await t1.begin()
+        await t1.execute(
+            text(
+                f"INSERT INTO {runtime.schema}.idempotency_keys (caller, key, request_hash) VALUES ('acme/alice', 'k1', 'h')"
+            )
+        )
+        async with runtime.engine.begin() as t2:
+            await runtime.store.append(t2, stream, 0, pulses(stream, [1]))
+        assert await runtime.store.version(t1, stream) == 1
+        with pytest.raises(StreamConflict):
+            await runtime.store.append(t1, stream, 1, pulses(stream, [2], start_version=1))
+        await t1.rollback()
+
+    async with runtime.engine.begin() as retry:
+        await runtime.store.append(retry, stream, 1, pulses(stream, [2], start_version=1))
+    seen, _ = await _read_all(runtime, Checkpoint())
+    assert [e.streamversion for e in seen] == [1, 2]
