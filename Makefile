@@ -1,43 +1,52 @@
-# Concord: the two commands a new machine needs are `make install` then `make run` (or `make test`).
+# Concord. On a fresh machine: `make install`, then `make run` (everything) or `make test`.
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
 ORG     ?= acme
 ROLES   ?= alliance_manager
 SUB     ?= dev-user
 
-.PHONY: install run test lint format typecheck bench token rebuild k8s-check clean
+.PHONY: install run test lint format bench token rebuild k8s-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# Reinstalls only when pyproject.toml changes, so `make token` and friends stay quiet.
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
 
-run: install
+install: $(STAMP)
+
+run: $(STAMP)
 	$(BIN)/concord run
 
-test: install
+test: $(STAMP)
 	$(BIN)/pytest
 
-lint: install
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: install
+format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+bench: $(STAMP)
 	$(BIN)/python -m bench
 
-token: install
+token: $(STAMP)
 	@$(BIN)/concord token --org $(ORG) --roles $(ROLES) --sub $(SUB)
 
-k8s-check: install
-	$(BIN)/python -m concord.cli k8s-check deploy/k8s
+# make rebuild SERVICE=scorecard PROJECTION=known_alliances
+rebuild: $(STAMP)
+	$(BIN)/concord rebuild $(SERVICE) $(PROJECTION)
+
+k8s-check: $(STAMP)
+	$(BIN)/python -m concord.k8s_check deploy/k8s
 
 clean:
-	rm -rf .concord build *.egg-info
+	rm -rf .concord build *.egg-info $(STAMP)

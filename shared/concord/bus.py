@@ -106,6 +106,10 @@ class Bus:
                 await self.js.update_stream(config)
         self._ensured.add(service)
 
+    def forget_streams(self) -> None:
+        """After a failure, check the streams again: one may have been deleted or lost."""
+        self._ensured.clear()
+
     async def publish_all(self, events: list[CloudEvent]) -> None:
         """Publish in order and wait for every ack. `Nats-Msg-Id` = event id, so a repeat
         of an already stored event (a relay restarted mid-batch) is dropped by JetStream."""

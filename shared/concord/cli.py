@@ -140,9 +140,10 @@ def rebuild(args: argparse.Namespace) -> int:
         await runtime.install()
         await runtime.bus.connect()
         try:
-            report = await runtime.runners[args.projection].rebuild(wait=False)
+            # A running service pauses its projection within a second and resumes after.
+            report = await runtime.runners[args.projection].rebuild(wait=args.wait)
         except LeadershipTaken:
-            print(f"a running {args.service} replica leads {args.projection}: stop it first")
+            print(f"{args.projection} did not pause within {args.wait}s; is a replica stuck?")
             return 1
         finally:
             await runtime.bus.close()
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     r = commands.add_parser("rebuild", help="replay a projection from its event stream")
     r.add_argument("service", choices=sorted(SERVICES))
     r.add_argument("projection")
+    r.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the pause")
     r.set_defaults(fn=rebuild)
     args = parser.parse_args(argv)
     return int(args.fn(args))

@@ -61,6 +61,7 @@ def kernel_ddl(schema: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {s}.projection_checkpoints (
             projection text PRIMARY KEY,
             last_sequence bigint NOT NULL,
+            paused boolean NOT NULL DEFAULT false,
             updated_at timestamptz NOT NULL DEFAULT now()
         )""",
         f"""CREATE TABLE IF NOT EXISTS {s}.idempotency_keys (
@@ -122,15 +123,16 @@ async def install_schema(engine: AsyncEngine, schema: str, extra_ddl: Iterable[s
 
 @asynccontextmanager
 async def leadership(
-    engine: AsyncEngine, name: str, *, retry_every: float = 2.0, wait: bool = True
+    engine: AsyncEngine, name: str, *, retry_every: float = 2.0, wait: float | None = None
 ) -> AsyncIterator[AsyncConnection]:
     """Wait until this process leads `name`, then yield the connection that holds the lock.
-    With `wait=False`, raise `LeadershipTaken` at once if another process leads it.
+    With `wait` (seconds), raise `LeadershipTaken` if another process still leads by then.
 
     The lock lives as long as that connection: work done on it stops with it, so a replica
     that lost its database session cannot go on acting as leader.
     """
     key = lock_key(name)
+    deadline = None if wait is None else asyncio.get_running_loop().time() + wait
     while True:
         conn = await engine.connect()
         try:
@@ -142,7 +144,7 @@ async def leadership(
         if got:
             break
         await conn.close()
-        if not wait:
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline:
             raise LeadershipTaken(name)
         await asyncio.sleep(retry_every)
     log.info("leading %s", name)

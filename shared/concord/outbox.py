@@ -85,6 +85,7 @@ class Relay:
                 raise
             except Exception as error:
                 log.warning("relay for %s interrupted (%s); retrying", self.service, error)
+                self.bus.forget_streams()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             else:

@@ -92,6 +92,14 @@ class ProjectionRunner:
                 VALUES (:p, :seq) ON CONFLICT (projection) DO UPDATE
                 SET last_sequence = excluded.last_sequence, updated_at = now()"""
         )
+        self._set_paused = text(
+            f"""INSERT INTO {s}.projection_checkpoints (projection, last_sequence, paused)
+                VALUES (:p, 0, :paused) ON CONFLICT (projection) DO UPDATE
+                SET paused = excluded.paused, updated_at = now()"""
+        )
+        self._is_paused = text(
+            f"SELECT paused FROM {s}.projection_checkpoints WHERE projection = :p"
+        )
 
     @property
     def lock_name(self) -> str:
@@ -116,12 +124,18 @@ class ProjectionRunner:
             try:
                 await self.bus.wait_connected()
                 await self.bus.ensure_stream(self.projection.source)
+                async with self.engine.connect() as conn:
+                    paused = await self._paused(conn)
+                if paused:  # a rebuild is running somewhere; it unpauses when done
+                    await asyncio.sleep(0.5)
+                    continue
                 async with leadership(self.engine, self.lock_name) as conn:
                     await self._follow(conn)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.warning("projection %s interrupted (%s); retrying", self.durable, error)
+                self.bus.forget_streams()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             else:
@@ -165,8 +179,14 @@ class ProjectionRunner:
         await self._consumer(checkpoint)
         stream = stream_name(self.projection.source)
         sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        next_pause_check = 0.0
         try:
             while not self._stopping:
+                if time.monotonic() >= next_pause_check:
+                    if await self._paused(conn):
+                        log.info("projection %s paused for a rebuild", self.durable)
+                        return  # lets go of leadership so the rebuild can take it
+                    next_pause_check = time.monotonic() + 1.0
                 try:
                     msgs = await sub.fetch(self.batch_size, timeout=1)
                 except TimeoutError:
@@ -215,11 +235,30 @@ class ProjectionRunner:
             log.error("projection %s skipped a malformed message on %s", self.durable, msg.subject)
             return None
 
-    async def rebuild(self, *, progress: bool = True, wait: bool = True) -> RebuildReport:
-        """Empty the read model and replay the source stream into it, in one transaction, so
-        readers see the old model until the new one is complete."""
-        async with leadership(self.engine, self.lock_name, retry_every=0.5, wait=wait) as conn:
-            return await self._rebuild(conn, progress)
+    async def _paused(self, conn: AsyncConnection) -> bool:
+        paused = (await conn.execute(self._is_paused, {"p": self.projection.name})).scalar()
+        await conn.commit()
+        return bool(paused)
+
+    async def _pause(self, paused: bool) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(self._set_paused, {"p": self.projection.name, "paused": paused})
+
+    async def rebuild(self, *, progress: bool = True, wait: float | None = None) -> RebuildReport:
+        """Empty the read model and replay the source stream into it, in one transaction:
+        readers wait on the emptied tables rather than see a half-built model.
+
+        A live leader of this projection (any replica) sees the pause flag within a second,
+        lets go, and resumes from the new checkpoint once the rebuild is done.
+        """
+        await self._pause(True)
+        try:
+            async with leadership(
+                self.engine, self.lock_name, retry_every=0.2, wait=wait
+            ) as conn:
+                return await self._rebuild(conn, progress)
+        finally:
+            await self._pause(False)
 
     async def _rebuild(self, conn: AsyncConnection, progress: bool) -> RebuildReport:
         js = self.bus.js
@@ -238,27 +277,29 @@ class ProjectionRunner:
         started = time.perf_counter()
         count = 0
         checkpoint = 0
-        bar = tqdm(desc=f"rebuild {self.projection.name}", unit="ev", disable=not progress)
+        pending = (await replay.consumer_info()).num_pending
+        bar = tqdm(
+            desc=f"rebuild {self.projection.name}", total=pending, unit="ev", disable=not progress
+        )
         try:
             async with conn.begin():
                 await self._locked_checkpoint(conn)
                 for table in self.projection.tables:
                     await conn.execute(text(f"TRUNCATE {table}"))
-                while True:
+                while pending:
                     try:
-                        msgs = await replay.fetch(1000, timeout=1)
+                        msgs = await replay.fetch(1000, timeout=5)
                     except TimeoutError:
-                        break
+                        continue  # slow, not finished: num_pending says what is left
                     for msg in msgs:
                         event = self._decode(msg)
                         if event is not None:
                             await self.projection.apply(conn, event)
                             count += 1
                         checkpoint = msg.metadata.sequence.stream
-                    bar.total = count + msgs[-1].metadata.num_pending
+                    pending = msgs[-1].metadata.num_pending
+                    bar.total = bar.n + len(msgs) + pending
                     bar.update(len(msgs))
-                    if msgs[-1].metadata.num_pending == 0:
-                        break
                 await conn.execute(
                     self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint}
                 )

@@ -3,15 +3,17 @@ subclasses this with its own name and port. The README's table lists every varia
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONCORD_", extra="ignore")
 
-    service: str = "concord"
-    host: str = "127.0.0.1"
-    port: int = 8000
+    # Names the service's schema and stream, so it is fixed in code, never read from the
+    # environment (one shared ConfigMap must not make two services share a schema).
+    service: ClassVar[str] = "concord"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:55432/concord"
     database_pool_size: int = 10

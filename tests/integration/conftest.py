@@ -26,6 +26,10 @@ class PulseRecorded(DomainEvent):
 SERVICE = "kerneltest"
 
 
+class KernelTestSettings(ServiceSettings):
+    service: ClassVar[str] = SERVICE
+
+
 def registry() -> EventRegistry:
     events = EventRegistry(SERVICE)
     events.register(PulseRecorded)
@@ -50,7 +54,7 @@ def pulses(
 @pytest.fixture
 async def runtime(settings: Callable[..., Any]) -> AsyncIterator[ServiceRuntime]:
     """A runtime with its schema installed but nothing running: tests drive each part."""
-    rt = ServiceRuntime(settings(ServiceSettings, service=SERVICE), registry=registry())
+    rt = ServiceRuntime(settings(KernelTestSettings), registry=registry())
     await rt.install()
     yield rt
     await rt.bus.close()

@@ -144,7 +144,8 @@ async def test_a_stream_is_read_in_version_order_even_when_its_writer_began_firs
         await t1.begin()
         await t1.execute(
             text(
-                f"INSERT INTO {runtime.schema}.idempotency_keys (caller, key, request_hash) VALUES ('acme/alice', 'k1', 'h')"
+                f"""INSERT INTO {runtime.schema}.idempotency_keys (caller, key, request_hash)
+                    VALUES ('acme/alice', 'k1', 'h')"""
             )
         )
         async with runtime.engine.begin() as t2:

@@ -3,6 +3,9 @@ gives the same read model, byte for byte."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,9 +18,10 @@ from sqlalchemy import text
 
 from concord.bus import stream_name
 from concord.runtime import ServiceRuntime
+from governance.settings import GovernanceSettings
 from scorecard.projections import KnownAlliances
 from scorecard.settings import ScorecardSettings
-from tests.conftest import auth, charter, serve
+from tests.conftest import JWT_SECRET, auth, charter, serve
 
 
 @pytest.fixture
@@ -25,7 +29,6 @@ async def governance_history(settings: Callable[..., Any]) -> AsyncIterator[list
     """Governance's stream with a few alliances and charter changes in it; the service is
     stopped again, so the test owns what happens next."""
     from governance.app import create_app
-    from governance.settings import GovernanceSettings
 
     created = []
     async with serve(create_app(settings(GovernanceSettings))) as governance:
@@ -128,33 +131,43 @@ async def test_rebuild_replays_history_into_the_same_read_model(
         assert await runner.checkpoint(conn) == 16
 
 
-async def test_a_rebuilt_projection_goes_on_following_new_events(
-    governance_history: list[str], settings: Callable[..., Any]
+async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
+    governance_history: list[str], settings: Callable[..., Any], database_url: str, nats_url: str
 ) -> None:
+    """SREs rebuild with `concord rebuild` while scorecard keeps running."""
     from governance.app import create_app
-    from governance.settings import GovernanceSettings
     from scorecard.app import create_app as create_scorecard
-
-    scorecard_app = create_scorecard(settings(ScorecardSettings))
-    async with serve(scorecard_app) as scorecard:
-        for alliance_id in governance_history:  # caught up from the durable consumer
-            assert (
-                await scorecard.get(f"/alliances/{alliance_id}", headers=auth())
-            ).status_code == 200
-    runtime: ServiceRuntime = scorecard_app.state.runtime
-    before = await read_model(runtime) if False else None  # engine disposed; re-open below
-    del before
-
-    rebuilt = ServiceRuntime(settings(ScorecardSettings), projections=[KnownAlliances()])
-    await rebuilt.bus.connect()
-    await rebuilt.runners["known_alliances"].rebuild(progress=False)
-    await rebuilt.bus.close()
-    await rebuilt.engine.dispose()
 
     async with (
         serve(create_app(settings(GovernanceSettings))) as governance,
         serve(create_scorecard(settings(ScorecardSettings))) as scorecard,
     ):
+        for alliance_id in governance_history:  # caught up from the durable consumer
+            assert (
+                await scorecard.get(f"/alliances/{alliance_id}", headers=auth())
+            ).status_code == 200
+
+        env = {
+            **os.environ,
+            "CONCORD_DATABASE_URL": database_url,
+            "CONCORD_NATS_URL": nats_url,
+            "CONCORD_JWT_SECRET": JWT_SECRET,
+        }
+        rebuild = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "concord.cli",
+            "rebuild",
+            "scorecard",
+            "known_alliances",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(rebuild.communicate(), 60)
+        assert rebuild.returncode == 0, output.decode()
+        assert "rebuilt known_alliances: 16 events" in output.decode()
+
         fresh = (
             await governance.post("/alliances", json=charter(name="After rebuild"), headers=auth())
         ).json()

@@ -1,6 +1,7 @@
+from typing import ClassVar
+
 from concord.settings import ServiceSettings
 
 
 class GovernanceSettings(ServiceSettings):
-    service: str = "governance"
-    port: int = 8002
+    service: ClassVar[str] = "governance"

@@ -1,6 +1,7 @@
+from typing import ClassVar
+
 from concord.settings import ServiceSettings
 
 
 class NotificationsSettings(ServiceSettings):
-    service: str = "notifications"
-    port: int = 8004
+    service: ClassVar[str] = "notifications"

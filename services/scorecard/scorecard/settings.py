@@ -1,6 +1,7 @@
+from typing import ClassVar
+
 from concord.settings import ServiceSettings
 
 
 class ScorecardSettings(ServiceSettings):
-    service: str = "scorecard"
-    port: int = 8001
+    service: ClassVar[str] = "scorecard"

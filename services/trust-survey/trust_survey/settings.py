@@ -1,6 +1,7 @@
+from typing import ClassVar
+
 from concord.settings import ServiceSettings
 
 
 class TrustSurveySettings(ServiceSettings):
-    service: str = "trust_survey"
-    port: int = 8003
+    service: ClassVar[str] = "trust_survey"
