@@ -1,0 +1,144 @@
+"""`python -m bench` (`make bench`): run every benchmark on a fresh embedded stack, print the
+table, write bench/results/latest.json. `--quick` runs small counts, as a smoke test.
+
+Exit status: 0 when every benchmark ran (whether or not its target was met), 1 when one of
+them could not run at all (a broken harness should not look like a result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import append, http_load, lag, rebuild
+from bench.figures import Figure
+from bench.report import table, write_json
+from bench.stack import Stack, embedded_stack, versions
+
+ALL = ("append", "lag", "rebuild", "http")
+
+
+def _sizes(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {
+            "append": {"events": {1: 300, 8: 800}, "seconds": 2.0, "rounds": 1},
+            "lag": {"commands": 100, "seconds": 20.0},
+            "rebuild": {"events": 2000, "rounds": 1},
+            "http": {"count": 200, "concurrency": 16},
+        }
+    return {
+        "append": {"events": {1: 3000, 8: 8000}, "seconds": 6.0, "rounds": 2},
+        "lag": {"commands": 1000, "seconds": 60.0},
+        "rebuild": {"events": 20_000, "rounds": 2},
+        "http": {"count": 2000, "concurrency": 16},
+    }
+
+
+def _notes(figures: list[Figure]) -> list[str]:
+    by_key = {f.key: f for f in figures}
+    notes = []
+    if "lag_p99" in by_key:
+        d = by_key["lag_p99"].details
+        notes.append(
+            f"2 lag: {d['commands']} alliances created one after another, {d['mode']}; "
+            f"POST latency p50 {d['post_latency_p50_ms']:.2f} ms, "
+            f"p99 {d['post_latency_p99_ms']:.2f} ms; "
+            f"lag split: commit->NATS (relay) p50 {d['relay_hop_p50_ms']:.2f} ms, "
+            f"NATS->row (projection) p50 {d['projection_hop_p50_ms']:.2f} ms; "
+            f"max {d['lag_max_ms']:.2f} ms; missed {d['missed_after_10s']}"
+        )
+    if "rebuild" in by_key:
+        d = by_key["rebuild"].details
+        notes.append(
+            f"3 rebuild: setup appended {d['events']:,} events in {d['setup_append_seconds']} s "
+            f"and the outbox relay published them in {d['setup_relay_publish_seconds']} s "
+            f"({d['events'] / d['setup_relay_publish_seconds']:,.0f} events/s)"
+        )
+    if "http_create_rps" in by_key:
+        d = by_key["http_create_rps"].details
+        c, z = d["create"], d["livez"]
+        notes.append(
+            f"4 http: {d['mode']}; POST p50 {c['p50_ms']:.1f} ms ({c['requests']} requests), "
+            f"GET /livez p50 {z['p50_ms']:.1f} ms ({z['requests']} requests)"
+        )
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
+    parser.add_argument("--only", nargs="+", choices=ALL, default=list(ALL))
+    args = parser.parse_args(argv)
+    # Kernel warnings such as "NATS connection lost" at each shutdown are expected here;
+    # errors still show.
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+
+    sizes = _sizes(args.quick)
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
+    figures: list[Figure] = []
+    ladders: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
+
+    def step(name: str, work: Any) -> None:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        begun = time.perf_counter()
+        try:
+            work()
+        except Exception as error:
+            traceback.print_exc()
+            errors[name] = f"{type(error).__name__}: {error}"
+        print(f"  {name} took {time.perf_counter() - begun:.1f} s", file=sys.stderr, flush=True)
+
+    def run_append(stack: Stack) -> None:
+        found, steps = asyncio.run(append.run(stack, **sizes["append"]))
+        figures.extend(found)
+        ladders.update({f"1 append, {k}": v for k, v in steps.items()})
+
+    def run_lag(stack: Stack) -> None:
+        figures.extend(asyncio.run(lag.run(stack, **sizes["lag"])))
+
+    def run_rebuild(stack: Stack) -> None:
+        found, steps = asyncio.run(rebuild.run(stack, **sizes["rebuild"]))
+        figures.extend(found)
+        ladders["3 rebuild"] = steps
+
+    def run_http(stack: Stack) -> None:
+        figures.extend(http_load.run(stack, **sizes["http"]))
+
+    runners = {"append": run_append, "lag": run_lag, "rebuild": run_rebuild, "http": run_http}
+    print("starting embedded PostgreSQL and NATS ...", file=sys.stderr, flush=True)
+    with embedded_stack() as stack:
+        for name in ALL:
+            if name in args.only:
+                step(name, lambda runner=runners[name]: runner(stack))
+
+    header = {
+        "started_at": started_at.isoformat(),
+        "duration_seconds": round(time.perf_counter() - started, 1),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "quick": args.quick,
+        **versions(),
+    }
+    notes = _notes(figures)
+    text = table(figures, header=header, ladders=ladders, notes=notes, errors=errors)
+    print(text)
+    path = write_json(
+        figures, header=header, ladders=ladders, notes=notes, errors=errors, text=text
+    )
+    print(f"\nwrote {path}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
