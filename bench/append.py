@@ -4,7 +4,7 @@ Kernel: `EventStore.append` inside `engine.begin()`, one small CloudEvent (built
 `EventRegistry`) per transaction, each writer on its own streams, engine from
 `concord.db.create_engine` as every service makes it.
 Baseline: raw asyncpg, one autocommit single-row INSERT per statement, same row shape, into a
-table with the same columns, keys and indexes (but no NOTIFY trigger: that is the kernel's).
+table with the same columns, keys and indexes (but not the kernel's stream-order trigger).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import asyncpg
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.figures import Figure, ratio_at_least
 from bench.stack import Stack
@@ -81,14 +80,8 @@ async def _measure(
     return sum(done), time.perf_counter() - started
 
 
-async def _kernel(
-    url: str, writers: int, per_writer: int, seconds: float, *, pre_ping: bool = True
-) -> float:
-    engine = (
-        create_engine(url, pool_size=writers)
-        if pre_ping
-        else create_async_engine(url, pool_size=writers, max_overflow=writers, pool_pre_ping=False)
-    )
+async def _kernel(url: str, writers: int, per_writer: int, seconds: float) -> float:
+    engine = create_engine(url, pool_size=writers)
     store = EventStore(SCHEMA)
     events = registry()
     run = uuid.uuid4().hex[:8]
@@ -132,11 +125,10 @@ async def _raw(
     *,
     table: str = "bench_raw.events",
     explicit_tx: bool = False,
-    ping: bool = False,
 ) -> float:
     """Raw asyncpg writers. The flags add, one at a time, what the kernel's path does on top
-    of a bare INSERT: the kernel's table (NOTIFY trigger), BEGIN/COMMIT, and the three round
-    trips of SQLAlchemy's asyncpg pre-ping (BEGIN; `;`; ROLLBACK)."""
+    of a bare INSERT: the kernel's table (its per-row stream-order trigger), then
+    BEGIN/COMMIT (an append is part of a command's transaction)."""
     conns = [await asyncpg.connect(dsn) for _ in range(writers)]
     run = uuid.uuid4().hex[:8]
     event_type = f"concord.{SCHEMA}.pulse.pulse_recorded.v1"
@@ -170,11 +162,6 @@ async def _raw(
                 }
             )
             args = (event_id, stream, version, event_type, None, now, envelope)
-            if ping:
-                probe = conn.transaction()
-                await probe.start()
-                await conn.fetchrow(";")
-                await probe.rollback()
             if explicit_tx:
                 async with conn.transaction():
                     await conn.execute(insert, *args)
@@ -217,7 +204,7 @@ async def run(
 
     # Warm up both paths (plans, pools, imports) before anything is timed.
     await _raw(dsn, 1, 300, 2.0)
-    await _kernel(url, 1, 300, 2.0, pre_ping=True)
+    await _kernel(url, 1, 300, 2.0)
 
     kernel_table = f"{SCHEMA}.events"
     figures: list[Figure] = []
@@ -230,16 +217,9 @@ async def run(
         # kernel's path does. Each round measures every variant once; each keeps its best.
         variants: list[tuple[str, bool, bool, dict[str, Any]]] = [
             ("raw autocommit INSERT", False, True, {}),
-            ("+ kernel table (NOTIFY trigger)", False, False, {"table": kernel_table}),
+            ("+ kernel table (stream-order trigger)", False, False, {"table": kernel_table}),
             ("+ BEGIN/COMMIT", False, False, {"table": kernel_table, "explicit_tx": True}),
-            (
-                "+ pre-ping (BEGIN; ';'; ROLLBACK)",
-                False,
-                False,
-                {"table": kernel_table, "explicit_tx": True, "ping": True},
-            ),
-            ("kernel, engine without pool_pre_ping", True, False, {"pre_ping": False}),
-            ("kernel (concord.db.create_engine)", True, True, {"pre_ping": True}),
+            ("kernel (EventStore.append, SQLAlchemy)", True, True, {}),
         ]
         if not ladder:
             variants = [v for v in variants if v[2]]
@@ -253,7 +233,7 @@ async def run(
                 else:
                     rates[name].append(await _raw(dsn, writers, n, cap, **options))
         raw_rates = rates["raw autocommit INSERT"]
-        kernel_rates = rates["kernel (concord.db.create_engine)"]
+        kernel_rates = rates["kernel (EventStore.append, SQLAlchemy)"]
         figures.append(
             Figure(
                 key=f"append_{writers}w",

@@ -24,7 +24,9 @@ class LeadershipTaken(Exception):
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs two round trips per checkout. Connections are recycled instead,
+    # and a command that meets a dead one is retried (see commands.execute).
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=600)
 
 
 def checked_schema(schema: str) -> str:
@@ -92,12 +94,6 @@ def kernel_ddl(schema: str) -> list[str]:
             END $$""",
         f"""CREATE OR REPLACE TRIGGER events_in_stream_order BEFORE INSERT ON {s}.events
             FOR EACH ROW EXECUTE FUNCTION {s}.keep_stream_in_commit_order()""",
-        # A statement-level trigger wakes the relay on commit without an extra round trip.
-        f"""CREATE OR REPLACE FUNCTION {s}.notify_events_appended() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_notify('{notify_channel(s)}', ''); RETURN NULL; END $$""",
-        f"""CREATE OR REPLACE TRIGGER events_appended AFTER INSERT ON {s}.events
-            FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_events_appended()""",
     ]
 
 
@@ -123,10 +119,16 @@ async def install_schema(engine: AsyncEngine, schema: str, extra_ddl: Iterable[s
 
 @asynccontextmanager
 async def leadership(
-    engine: AsyncEngine, name: str, *, retry_every: float = 2.0, wait: float | None = None
+    engine: AsyncEngine,
+    name: str,
+    *,
+    retry_every: float = 2.0,
+    wait: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[AsyncConnection]:
     """Wait until this process leads `name`, then yield the connection that holds the lock.
-    With `wait` (seconds), raise `LeadershipTaken` if another process still leads by then.
+    Raise `LeadershipTaken` if another process still leads after `wait` seconds, or when
+    `stop` is set while waiting (a replica shutting down stops queueing for leadership).
 
     The lock lives as long as that connection: work done on it stops with it, so a replica
     that lost its database session cannot go on acting as leader.
@@ -146,7 +148,13 @@ async def leadership(
         await conn.close()
         if deadline is not None and asyncio.get_running_loop().time() >= deadline:
             raise LeadershipTaken(name)
-        await asyncio.sleep(retry_every)
+        if stop is None:
+            await asyncio.sleep(retry_every)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry_every)
+            if stop.is_set():
+                raise LeadershipTaken(name)
     log.info("leading %s", name)
     try:
         yield conn

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,8 +56,8 @@ class EventStore:
                 (event_id, stream_id, stream_version, event_type, alliance_id, occurred_at,
                  envelope)
                 VALUES (:event_id, :stream_id, :stream_version, :event_type, :alliance_id,
-                        :occurred_at, :envelope)"""
-        ).bindparams(bindparam("envelope", type_=JSONB))
+                        :occurred_at, CAST(:envelope AS jsonb))"""
+        )
         self._load = text(
             f"SELECT envelope FROM {s}.events WHERE stream_id = :stream_id ORDER BY stream_version"
         ).columns(envelope=JSONB)
@@ -94,7 +94,8 @@ class EventStore:
                     "event_type": event.type,
                     "alliance_id": event.allianceid,
                     "occurred_at": event.time,
-                    "envelope": event.model_dump(mode="json"),
+                    # Serialised once, by pydantic's fast path, and sent as text.
+                    "envelope": event.model_dump_json(),
                 }
             )
         if not rows:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from concord.bus import Bus
-from concord.db import leadership, notify_channel
+from concord.db import LeadershipTaken, leadership, notify_channel
 from concord.eventstore import Checkpoint, EventStore, RecordedEvent
 from concord.observability import RELAY_LAG, RELAY_PUBLISHED
 
@@ -44,7 +44,8 @@ class Relay:
         self.poll_interval = poll_interval
         s = store.schema
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._stop = asyncio.Event()
+        self.is_leading = False
         # Pass numbers let `drained` wait for a pass that began after it was asked.
         self._passes = 0
         self._quiet_after = 0
@@ -68,19 +69,23 @@ class Relay:
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run` (cancelling mid-query is not safe)."""
-        self._stopping = True
+        self._stop.set()
         self._wake.set()
 
     async def run(self) -> None:
         """Lead the relay for this service and publish until stopped; survives outages."""
         delay = 0.1
-        self._stopping = False
-        while not self._stopping:
+        self._stop.clear()
+        while not self._stop.is_set():
             try:
                 await self.bus.wait_connected()
                 await self.bus.ensure_stream(self.service)
-                async with leadership(self.engine, f"relay:{self.store.schema}") as conn:
+                async with leadership(
+                    self.engine, f"relay:{self.store.schema}", stop=self._stop
+                ) as conn:
                     await self._lead(conn)
+            except LeadershipTaken:
+                return  # stopped while queueing for leadership
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -101,9 +106,10 @@ class Relay:
             self._wake.set()
 
         await driver.add_listener(channel, listener)
+        self.is_leading = True
         try:
             checkpoint = await self.checkpoint(conn)
-            while not self._stopping:
+            while not self._stop.is_set():
                 self._wake.clear()
                 self._passes += 1
                 this_pass = self._passes
@@ -121,6 +127,7 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
         finally:
+            self.is_leading = False
             with contextlib.suppress(Exception):
                 await driver.remove_listener(channel, listener)
 

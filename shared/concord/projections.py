@@ -16,21 +16,51 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import Executable, Result, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tqdm import tqdm
 
 from concord.bus import Bus, stream_name
-from concord.db import checked_schema, leadership
+from concord.db import LeadershipTaken, checked_schema, leadership
 from concord.events import CloudEvent
 from concord.observability import PROJECTION_APPLIED, PROJECTION_LAG, PROJECTION_PENDING
 
 log = logging.getLogger(__name__)
+REPLAY_BATCH = 1000
+
+
+class ReadModel:
+    """What a projection writes through while it applies a batch of events.
+
+    Writes are buffered and sent as runs: consecutive writes of the same statement go out
+    as one executemany (pipelined by asyncpg), which is what makes rebuilds fast. A read
+    sends the buffered writes first, so it sees every earlier event's effect.
+    """
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._runs: list[tuple[Executable, list[dict[str, Any]]]] = []
+
+    def write(self, statement: Executable, params: dict[str, Any]) -> None:
+        if self._runs and self._runs[-1][0] is statement:
+            self._runs[-1][1].append(params)
+        else:
+            self._runs.append((statement, [params]))
+
+    async def read(self, statement: Executable, params: dict[str, Any]) -> Result[Any]:
+        await self.flush()
+        return await self.conn.execute(statement, params)
+
+    async def flush(self) -> None:
+        runs, self._runs = self._runs, []
+        for statement, rows in runs:
+            await self.conn.execute(statement, rows if len(rows) > 1 else rows[0])
 
 
 class Projection(ABC):
@@ -49,7 +79,7 @@ class Projection(ABC):
     def ddl(self) -> list[str]: ...
 
     @abstractmethod
-    async def apply(self, conn: AsyncConnection, event: CloudEvent) -> None: ...
+    async def apply(self, model: ReadModel, event: CloudEvent) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -82,7 +112,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.durable = f"{service}__{projection.name}"
         self._changed = asyncio.Event()
-        self._stopping = False
+        self._stop = asyncio.Event()
         s = self.schema
         self._read_checkpoint = text(
             f"SELECT last_sequence FROM {s}.projection_checkpoints WHERE projection = :p FOR UPDATE"
@@ -115,12 +145,12 @@ class ProjectionRunner:
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run` within about a second."""
-        self._stopping = True
+        self._stop.set()
 
     async def run(self) -> None:
         delay = 0.1
-        self._stopping = False
-        while not self._stopping:
+        self._stop.clear()
+        while not self._stop.is_set():
             try:
                 await self.bus.wait_connected()
                 await self.bus.ensure_stream(self.projection.source)
@@ -129,8 +159,10 @@ class ProjectionRunner:
                 if paused:  # a rebuild is running somewhere; it unpauses when done
                     await asyncio.sleep(0.5)
                     continue
-                async with leadership(self.engine, self.lock_name) as conn:
+                async with leadership(self.engine, self.lock_name, stop=self._stop) as conn:
                     await self._follow(conn)
+            except LeadershipTaken:
+                return  # stopped while queueing for leadership
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -181,7 +213,7 @@ class ProjectionRunner:
         sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
         next_pause_check = 0.0
         try:
-            while not self._stopping:
+            while not self._stop.is_set():
                 if time.monotonic() >= next_pause_check:
                     if await self._paused(conn):
                         log.info("projection %s paused for a rebuild", self.durable)
@@ -206,16 +238,18 @@ class ProjectionRunner:
         async with conn.begin():
             checkpoint = await self._locked_checkpoint(conn)
             last: CloudEvent | None = None
+            model = ReadModel(conn)
             for msg in msgs:
                 sequence = msg.metadata.sequence.stream
                 if sequence <= checkpoint:
                     continue  # redelivered: already applied
                 event = self._decode(msg)
                 if event is not None:
-                    await self.projection.apply(conn, event)
+                    await self.projection.apply(model, event)
                     last = event
                     applied += 1
                 checkpoint = sequence
+            await model.flush()
             await conn.execute(
                 self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint}
             )
@@ -253,9 +287,7 @@ class ProjectionRunner:
         """
         await self._pause(True)
         try:
-            async with leadership(
-                self.engine, self.lock_name, retry_every=0.2, wait=wait
-            ) as conn:
+            async with leadership(self.engine, self.lock_name, retry_every=0.2, wait=wait) as conn:
                 return await self._rebuild(conn, progress)
         finally:
             await self._pause(False)
@@ -286,20 +318,28 @@ class ProjectionRunner:
                 await self._locked_checkpoint(conn)
                 for table in self.projection.tables:
                     await conn.execute(text(f"TRUNCATE {table}"))
+                model = ReadModel(conn)
+                # Fetch the next batch from NATS while this one is written to PostgreSQL.
+                fetching = asyncio.ensure_future(replay.fetch(REPLAY_BATCH, timeout=5))
                 while pending:
                     try:
-                        msgs = await replay.fetch(1000, timeout=5)
+                        msgs = await fetching
                     except TimeoutError:
-                        continue  # slow, not finished: num_pending says what is left
+                        msgs = []  # slow, not finished: num_pending says what is left
+                    pending = msgs[-1].metadata.num_pending if msgs else pending
+                    if pending:
+                        fetching = asyncio.ensure_future(replay.fetch(REPLAY_BATCH, timeout=5))
                     for msg in msgs:
                         event = self._decode(msg)
                         if event is not None:
-                            await self.projection.apply(conn, event)
+                            await self.projection.apply(model, event)
                             count += 1
                         checkpoint = msg.metadata.sequence.stream
-                    pending = msgs[-1].metadata.num_pending
+                    await model.flush()
                     bar.total = bar.n + len(msgs) + pending
                     bar.update(len(msgs))
+                if not fetching.done():
+                    fetching.cancel()
                 await conn.execute(
                     self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint}
                 )

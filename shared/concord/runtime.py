@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from concord.auth import Authenticator
 from concord.bus import Bus
-from concord.db import create_engine, install_schema
+from concord.db import create_engine, install_schema, notify_channel
 from concord.events import EventRegistry
 from concord.eventstore import EventStore
 from concord.outbox import Relay
@@ -65,6 +65,7 @@ class ServiceRuntime:
             )
             for p in projections
         }
+        self.channel = notify_channel(self.schema)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def install(self) -> None:
@@ -100,6 +101,18 @@ class ServiceRuntime:
             await asyncio.wait(pending, timeout=2)
         await self.bus.close()
         await self.engine.dispose()
+
+    async def events_committed(self) -> None:
+        """Wake the relay after a commit: directly when it runs in this process, otherwise by
+        NOTIFY to the replica that leads it. Sent after the commit, not from a trigger inside
+        it: PostgreSQL serialises the commits of notifying transactions, which would put every
+        writer behind one lock."""
+        if self.relay.is_leading:
+            self.relay.wake()
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": self.channel})
+            await conn.commit()
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"postgres": False, "nats": self.bus.is_connected}

@@ -137,3 +137,30 @@ async def test_commands_succeed_while_nats_is_down_and_their_events_follow_when_
     reconnected = await stream_events(js, stream_name("governance"))
     assert len(reconnected) == 4
     assert len({e.id for e in reconnected}) == 4
+
+
+async def test_a_replica_that_does_not_lead_the_relay_wakes_the_one_that_does(
+    settings: Callable[..., Any], js: JetStreamContext
+) -> None:
+    """Two governance replicas share one database; one leads the relay. A command answered
+    by the other must still reach NATS at once (by NOTIFY), not at the next poll."""
+    from governance.app import create_app
+    from governance.settings import GovernanceSettings
+
+    slow_poll = settings(GovernanceSettings, relay_poll_interval=60.0)
+    first, second = create_app(slow_poll), create_app(slow_poll)
+    async with serve(first) as one, serve(second) as two:
+        async with asyncio.timeout(10):
+            while not (
+                first.state.runtime.relay.is_leading or second.state.runtime.relay.is_leading
+            ):
+                await asyncio.sleep(0.02)
+        follower = two if first.state.runtime.relay.is_leading else one
+        created = await follower.post("/alliances", json=charter(), headers=auth())
+        assert created.status_code == 201
+        async with asyncio.timeout(5):  # far below the 60 s poll
+            while True:
+                with contextlib.suppress(Exception):
+                    if (await js.stream_info(stream_name("governance"))).state.messages == 1:
+                        break
+                await asyncio.sleep(0.02)

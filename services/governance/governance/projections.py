@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord.events import CloudEvent
-from concord.projections import Projection
+from concord.projections import Projection, ReadModel
 
 
 class AllianceDirectory(Projection):
@@ -43,10 +42,10 @@ class AllianceDirectory(Projection):
         "UPDATE governance.alliance_directory SET version = :version WHERE alliance_id = :id"
     )
 
-    async def apply(self, conn: AsyncConnection, event: CloudEvent) -> None:
+    async def apply(self, model: ReadModel, event: CloudEvent) -> None:
         data, version, alliance_id = event.data, event.streamversion, event.allianceid
         if event.name == "alliance_created":
-            await conn.execute(
+            model.write(
                 self._created,
                 {
                     "id": alliance_id,
@@ -57,9 +56,9 @@ class AllianceDirectory(Projection):
                 },
             )
         elif event.name == "partner_added":
-            await conn.execute(
+            model.write(
                 self._partner_added,
                 {"id": alliance_id, "org": data["partner"]["org_id"], "version": version},
             )
         else:
-            await conn.execute(self._touched, {"id": alliance_id, "version": version})
+            model.write(self._touched, {"id": alliance_id, "version": version})

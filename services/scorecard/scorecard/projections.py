@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord.events import CloudEvent
-from concord.projections import Projection
+from concord.projections import Projection, ReadModel
 
 
 class KnownAlliances(Projection):
@@ -68,12 +67,12 @@ class KnownAlliances(Projection):
            WHERE alliance_id = :id AND version < :version"""
     )
 
-    async def apply(self, conn: AsyncConnection, event: CloudEvent) -> None:
+    async def apply(self, model: ReadModel, event: CloudEvent) -> None:
         data = event.data
         common = {"id": event.allianceid, "version": event.streamversion, "at": event.time}
         match event.name:
             case "alliance_created":
-                await conn.execute(
+                model.write(
                     self._created,
                     {
                         **common,
@@ -86,18 +85,18 @@ class KnownAlliances(Projection):
                 )
             case "partner_added":
                 partner = data["partner"]
-                await conn.execute(
+                model.write(
                     self._partner_added, {**common, "partner": partner, "org": partner["org_id"]}
                 )
             case "executive_sponsor_appointed":
                 sponsor = data["sponsor"]
-                await conn.execute(
+                model.write(
                     self._sponsor_appointed,
                     {**common, "sponsor": sponsor, "org": sponsor["org_id"]},
                 )
             case "partnership_agreement_version_agreed":
-                await conn.execute(
+                model.write(
                     self._agreement_agreed, {**common, "agreement_version": data["version"]}
                 )
             case _:
-                await conn.execute(self._touched, common)
+                model.write(self._touched, common)
