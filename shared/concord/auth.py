@@ -26,7 +26,7 @@ class Unauthorized(Exception):
 
 class Authenticator:
     def __init__(self, settings: ServiceSettings) -> None:
-        self.secret = settings.jwt_secret
+        self.secret = None if settings.jwt_jwks_url else settings.jwt_secret
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
@@ -58,7 +58,9 @@ class Authenticator:
                 )
         except jwt.PyJWTError as error:
             raise Unauthorized(f"The bearer token is not valid: {error}") from error
-        raise Unauthorized("The bearer token is signed with an algorithm this service does not accept")
+        raise Unauthorized(
+            "The bearer token is signed with an algorithm this service does not accept"
+        )
 
 
 def actor_from_claims(claims: dict[str, Any]) -> Actor:

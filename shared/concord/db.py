@@ -24,8 +24,9 @@ class LeadershipTaken(Exception):
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    # No pre-ping: it costs two round trips per checkout. Connections are recycled instead,
-    # and a command that meets a dead one is retried (see commands.execute).
+    # No pre-ping: it costs two round trips per checkout. After PostgreSQL restarts, the
+    # first request to meet a dead connection fails (503) and SQLAlchemy then drops the
+    # whole pool, so the next ones reconnect.
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=600)
 
 

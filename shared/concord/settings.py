@@ -1,10 +1,11 @@
 """Settings every service reads from the environment (prefix `CONCORD_`); each service
-subclasses this with its own name and port. The README's table lists every variable."""
+subclasses this with its own name. The README's table lists every variable."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +24,9 @@ class ServiceSettings(BaseSettings):
     # How long JetStream remembers a Nats-Msg-Id to drop duplicate publishes (seconds).
     nats_duplicate_window: float = 3600.0
 
-    jwt_secret: str | None = "concord-development-secret-not-for-production"
+    # Production verifies RS256 tokens from a JWKS URL; the embedded default (`make run`)
+    # and tests use an HS256 secret. With a JWKS URL set, the secret is ignored.
+    jwt_secret: str | None = None
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -36,3 +39,11 @@ class ServiceSettings(BaseSettings):
     projection_batch_size: int = 256
     # Safety net when no NOTIFY arrives (another replica committed, a notification was lost).
     relay_poll_interval: float = 1.0
+
+    @model_validator(mode="after")
+    def _tokens_can_be_verified(self) -> ServiceSettings:
+        if not self.jwt_jwks_url and not self.jwt_secret:
+            raise ValueError(
+                "set CONCORD_JWT_JWKS_URL (production) or CONCORD_JWT_SECRET (development)"
+            )
+        return self
