@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -166,3 +166,36 @@ async def leadership(
             await conn.invalidate()
         with contextlib.suppress(Exception):
             await conn.close()
+
+
+async def keep_leading(
+    engine: AsyncEngine,
+    name: str,
+    *,
+    stop: asyncio.Event,
+    ready: Callable[[], Awaitable[bool]],
+    lead: Callable[[AsyncConnection], Awaitable[None]],
+    on_failure: Callable[[], None],
+) -> None:
+    """Lead `name` and do `lead(conn)` until `stop` is set; after any failure (a lost
+    connection, NATS down) start over with back-off. `ready` may decline a round (say, while
+    a rebuild holds the projection) and is asked again shortly."""
+    delay = 0.1
+    while not stop.is_set():
+        try:
+            if not await ready():
+                await asyncio.sleep(0.5)
+                continue
+            async with leadership(engine, name, stop=stop) as conn:
+                await lead(conn)
+        except LeadershipTaken:
+            return  # stopped while queueing for leadership
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("%s interrupted (%s); retrying", name, error)
+            on_failure()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        else:
+            delay = 0.1

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from concord.bus import Bus
-from concord.db import LeadershipTaken, leadership, notify_channel
+from concord.db import keep_leading, notify_channel
 from concord.eventstore import Checkpoint, EventStore, RecordedEvent
 from concord.observability import RELAY_LAG, RELAY_PUBLISHED
 
@@ -74,27 +74,20 @@ class Relay:
 
     async def run(self) -> None:
         """Lead the relay for this service and publish until stopped; survives outages."""
-        delay = 0.1
         self._stop.clear()
-        while not self._stop.is_set():
-            try:
-                await self.bus.wait_connected()
-                await self.bus.ensure_stream(self.service)
-                async with leadership(
-                    self.engine, f"relay:{self.store.schema}", stop=self._stop
-                ) as conn:
-                    await self._lead(conn)
-            except LeadershipTaken:
-                return  # stopped while queueing for leadership
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("relay for %s interrupted (%s); retrying", self.service, error)
-                self.bus.forget_streams()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            else:
-                delay = 0.1
+        await keep_leading(
+            self.engine,
+            f"relay:{self.store.schema}",
+            stop=self._stop,
+            ready=self._ready,
+            lead=self._lead,
+            on_failure=self.bus.forget_streams,
+        )
+
+    async def _ready(self) -> bool:
+        await self.bus.wait_connected()
+        await self.bus.ensure_stream(self.service)
+        return True
 
     async def _lead(self, conn: AsyncConnection) -> None:
         raw = await conn.get_raw_connection()

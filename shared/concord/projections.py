@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tqdm import tqdm
 
 from concord.bus import Bus, stream_name
-from concord.db import LeadershipTaken, checked_schema, leadership
+from concord.db import checked_schema, keep_leading, leadership
 from concord.events import CloudEvent
 from concord.observability import PROJECTION_APPLIED, PROJECTION_LAG, PROJECTION_PENDING
 
@@ -148,30 +148,22 @@ class ProjectionRunner:
         self._stop.set()
 
     async def run(self) -> None:
-        delay = 0.1
         self._stop.clear()
-        while not self._stop.is_set():
-            try:
-                await self.bus.wait_connected()
-                await self.bus.ensure_stream(self.projection.source)
-                async with self.engine.connect() as conn:
-                    paused = await self._paused(conn)
-                if paused:  # a rebuild is running somewhere; it unpauses when done
-                    await asyncio.sleep(0.5)
-                    continue
-                async with leadership(self.engine, self.lock_name, stop=self._stop) as conn:
-                    await self._follow(conn)
-            except LeadershipTaken:
-                return  # stopped while queueing for leadership
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("projection %s interrupted (%s); retrying", self.durable, error)
-                self.bus.forget_streams()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            else:
-                delay = 0.1
+        await keep_leading(
+            self.engine,
+            self.lock_name,
+            stop=self._stop,
+            ready=self._ready,
+            lead=self._follow,
+            on_failure=self.bus.forget_streams,
+        )
+
+    async def _ready(self) -> bool:
+        """Connected, the source stream exists, and no rebuild holds the projection."""
+        await self.bus.wait_connected()
+        await self.bus.ensure_stream(self.projection.source)
+        async with self.engine.connect() as conn:
+            return not await self._paused(conn)
 
     async def checkpoint(self, conn: AsyncConnection) -> int:
         async with conn.begin():
