@@ -21,13 +21,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
 from concord.domain import Actor, Forbidden, NotFound, Rejected
 from concord.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
-from concord.runtime import ServiceRuntime
 from concord.problems import (
     PROBLEM_JSON,
     Problem,
@@ -37,9 +37,11 @@ from concord.problems import (
     problem_response,
     problem_responses,
 )
+from concord.runtime import ServiceRuntime
 
 log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 T = TypeVar("T")
 
 
@@ -58,7 +60,9 @@ async def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
     runtime = get_runtime(request)
-    header = f"Bearer {credentials.credentials}" if credentials else request.headers.get("authorization")
+    header = (
+        f"Bearer {credentials.credentials}" if credentials else request.headers.get("authorization")
+    )
     return await runtime.authenticator.authenticate(header)
 
 
@@ -86,7 +90,7 @@ def if_match_version(request: Request) -> int | None:
     match = re.fullmatch(r'\s*(?:W/)?"(\d{1,9})"\s*', value)
     if match is None:
         raise ProblemError(
-            412, "precondition-failed", "Precondition failed", "If-Match must be an ETag like \"3\""
+            412, "precondition-failed", "Precondition failed", 'If-Match must be an ETag like "3"'
         )
     return int(match.group(1))
 
@@ -202,7 +206,6 @@ class _BodyTooLarge(StarletteHTTPException):
         self.limit = limit
 
 
-
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -212,6 +215,20 @@ async def _no_body() -> Message:
 
 def _answer(request: Request, error: ProblemError) -> JSONResponse:
     return problem_response(error, instance=request.url.path, request_id=request_id_var.get())
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. The router's own 405 names only the methods
+    of the first route whose path matched, so a path with a GET route and a POST route
+    answered `Allow: POST` to a PUT (RFC 9110 wants all of them)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -247,11 +264,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(error, StarletteHTTPException)
         title = {404: "Not found", 405: "Method not allowed"}.get(error.status_code, "HTTP error")
         slug = title.lower().replace(" ", "-")
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         return _answer(
             request,
-            ProblemError(
-                error.status_code, slug, title, str(error.detail), headers=dict(error.headers or {})
-            ),
+            ProblemError(error.status_code, slug, title, str(error.detail), headers=headers),
         )
 
     async def on_too_large(request: Request, error: Exception) -> Response:
@@ -273,9 +291,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_rejected(request: Request, error: Exception) -> Response:
         assert isinstance(error, Rejected)
-        errors = [{"location": error.field_name, "message": error.detail}] if error.field_name else None
+        errors = (
+            [{"location": error.field_name, "message": error.detail}] if error.field_name else None
+        )
         return _answer(
-            request, ProblemError(422, "rule-violated", "Rule violated", error.detail, errors=errors)
+            request,
+            ProblemError(422, "rule-violated", "Rule violated", error.detail, errors=errors),
         )
 
     async def on_not_found(request: Request, error: Exception) -> Response:
@@ -290,7 +311,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unexpected error", exc_info=error)
         return _answer(
             request,
-            ProblemError(500, "internal-error", "Internal error", "Something went wrong on our side"),
+            ProblemError(
+                500, "internal-error", "Internal error", "Something went wrong on our side"
+            ),
         )
 
     app.add_exception_handler(ProblemError, on_problem)
@@ -330,7 +353,12 @@ async def readyz(runtime: RuntimeDep) -> Response:
     return response
 
 
-@health.get("/metrics", operation_id="operations-metrics", summary="Prometheus metrics")
+@health.get(
+    "/metrics",
+    operation_id="operations-metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,  # documents the text exposition format, not JSON
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

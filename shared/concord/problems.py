@@ -86,7 +86,9 @@ def payload_too_large(limit: int) -> ProblemError:
     )
 
 
-def unprocessable(detail: str, slug: str = "rule-violated", title: str = "Rule violated") -> ProblemError:
+def unprocessable(
+    detail: str, slug: str = "rule-violated", title: str = "Rule violated"
+) -> ProblemError:
     return ProblemError(422, slug, title, detail)
 
 
@@ -111,6 +113,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting problem bodies for these statuses."""
     schema = {"$ref": "#/components/schemas/Problem"}
     return {
-        status: {"description": ERROR_STATUSES[status], "content": {PROBLEM_JSON: {"schema": schema}}}
+        status: {
+            "description": ERROR_STATUSES[status],
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
         for status in statuses
     }
