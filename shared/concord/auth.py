@@ -67,8 +67,8 @@ def actor_from_claims(claims: dict[str, Any]) -> Actor:
     org, sub, roles = claims.get("org"), claims.get("sub"), claims.get("roles", [])
     if not isinstance(org, str) or not ORG_PATTERN.match(org):
         raise Unauthorized("The token's 'org' claim is missing or not an organisation id")
-    if not isinstance(sub, str) or not sub:
-        raise Unauthorized("The token's 'sub' claim is missing")
+    if not isinstance(sub, str) or not sub or len(sub) > 200 or not sub.isprintable():
+        raise Unauthorized("The token's 'sub' claim is missing or not a printable id")
     if isinstance(roles, str):
         roles = roles.split()
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):

@@ -10,8 +10,7 @@ leaves either all of it or none of it.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -49,7 +48,6 @@ async def execute(
 ) -> JSONResponse:
     key = _idempotency_key(request)
     raw_body = await request.body()
-    _refuse_nul_characters(raw_body)
     request_hash = hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + raw_body
     ).hexdigest()
@@ -101,44 +99,6 @@ async def execute(
             await runtime.events_committed()
         return JSONResponse(body, status_code=status_code, headers=headers)
     raise AssertionError("unreachable")
-
-
-def _refuse_nul_characters(body: bytes) -> None:
-    """PostgreSQL cannot store U+0000 in text or jsonb, so a command carrying one failed at the
-    event store as a 500. JSON can carry it only as an escape, so look closer only then."""
-    if b"\\u0000" not in body:
-        return
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return  # not JSON: the body's own validation has answered already
-    errors = [
-        {
-            "location": ".".join(str(part) for part in ("body", *path)),
-            "message": "Text may not contain the NUL character (U+0000)",
-            "type": "string_nul",
-        }
-        for path in _paths_to_nul(document, ())
-    ]
-    if errors:
-        raise ProblemError(
-            422,
-            "validation-error",
-            "Invalid input",
-            "Text may not contain the NUL character (U+0000); see errors",
-            errors=errors,
-        )
-
-
-def _paths_to_nul(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
-    if isinstance(value, str) and "\x00" in value:
-        yield path
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            yield from _paths_to_nul(item, (*path, name))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _paths_to_nul(item, (*path, index))
 
 
 def _idempotency_key(request: Request) -> str | None:

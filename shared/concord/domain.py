@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+# Text a person typed: trimmed, not blank, without U+0000 (PostgreSQL cannot store it). The
+# pattern carries the same rule into the OpenAPI document, so clients can check it first.
+_PRINTED = r"^[^\x00]*[^\x00\s][^\x00]*$"
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTED)
+]
+LongText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=_PRINTED)
+]
 
 
 class DomainEvent(BaseModel):

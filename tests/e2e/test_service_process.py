@@ -58,10 +58,12 @@ async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_even
                 client.post("/alliances", json=charter(name=f"Alliance {i}"), headers=auth())
                 for i in range(20)
             ]
-            pending = asyncio.gather(*posts)
-            await asyncio.sleep(0.05)  # some requests are in flight when the signal lands
+            # Requests that connect after the signal are refused (the server stopped
+            # listening); those already in flight must be answered.
+            pending = asyncio.gather(*posts, return_exceptions=True)
+            await asyncio.sleep(0.05)
             server.send_signal(signal.SIGTERM)
-            responses = await pending
+            outcomes = await pending
     finally:
         try:
             code = await asyncio.to_thread(server.wait, 30)
@@ -73,7 +75,11 @@ async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_even
     assert code in (0, -signal.SIGTERM), log
     assert "Application shutdown complete" in log
 
-    accepted = [r.json()["id"] for r in responses if r.status_code == 201]
+    responses = [o for o in outcomes if isinstance(o, httpx.Response)]
+    refused = [o for o in outcomes if not isinstance(o, httpx.Response)]
+    assert all(isinstance(o, httpx.TransportError) for o in refused), refused
+    assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+    accepted = [r.json()["id"] for r in responses]
     assert accepted, "at least the requests in flight before SIGTERM are answered"
     nc = await nats.connect(nats_url)
     try:

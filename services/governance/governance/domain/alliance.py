@@ -12,13 +12,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from concord.domain import Actor, Decider, DomainEvent, Rejected
+from concord.domain import Actor, Decider, DomainEvent, LongText, Rejected, ShortText
 
 OrgId = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", min_length=1, max_length=63)
 ]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
 MAX_PARTNERS = 20
 MAX_EXPECTATIONS = 50
