@@ -41,9 +41,9 @@ bench: $(STAMP)
 token: $(STAMP)
 	@$(BIN)/concord token --org $(ORG) --roles $(ROLES) --sub $(SUB)
 
-# make rebuild SERVICE=scorecard PROJECTION=known_alliances
+# make rebuild SERVICE=scorecard PROJECTION=known_alliances [WAIT=seconds]
 rebuild: $(STAMP)
-	$(BIN)/concord rebuild $(SERVICE) $(PROJECTION)
+	$(BIN)/concord rebuild $(SERVICE) $(PROJECTION) $(if $(WAIT),--wait $(WAIT))
 
 k8s-check: $(STAMP)
 	$(BIN)/python -m concord.k8s_check deploy/k8s

@@ -64,7 +64,7 @@ def kernel_ddl(schema: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {s}.projection_checkpoints (
             projection text PRIMARY KEY,
             last_sequence bigint NOT NULL,
-            paused boolean NOT NULL DEFAULT false,
+            paused_until timestamptz,
             updated_at timestamptz NOT NULL DEFAULT now()
         )""",
         f"""CREATE TABLE IF NOT EXISTS {s}.idempotency_keys (

@@ -20,6 +20,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match
@@ -307,6 +309,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(error, Forbidden)
         return _answer(request, ProblemError(403, "forbidden", "Forbidden", error.detail))
 
+    async def on_database_error(request: Request, error: Exception) -> Response:
+        if not _database_unreachable(error):
+            return await on_unexpected(request, error)
+        log.warning("database unreachable: %s", error)
+        return _answer(
+            request,
+            ProblemError(
+                503,
+                "database-unavailable",
+                "Service unavailable",
+                "The database does not answer; nothing was written. Retry shortly.",
+                headers={"Retry-After": "1"},
+            ),
+        )
+
     async def on_unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error", exc_info=error)
         return _answer(
@@ -324,7 +341,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Rejected, on_rejected)
     app.add_exception_handler(NotFound, on_not_found)
     app.add_exception_handler(Forbidden, on_forbidden)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, on_database_error)
+    app.add_exception_handler(OSError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _database_unreachable(error: Exception) -> bool:
+    """A lost or refused connection (PostgreSQL restarting, failing over), as opposed to a
+    bug in a statement, which stays a 500."""
+    if isinstance(error, SQLAlchemyTimeoutError | OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 # --- health and metrics -------------------------------------------------------------------
@@ -340,17 +368,20 @@ async def livez() -> dict[str, str]:
 @health.get(
     "/readyz",
     operation_id="operations-readyz",
-    summary="PostgreSQL and NATS answer",
+    summary="Ready for traffic: PostgreSQL answers (NATS is reported, not required)",
     responses=problem_responses(503),
 )
 async def readyz(runtime: RuntimeDep) -> Response:
+    """Without PostgreSQL nothing works, so that fails readiness. Without NATS, commands still
+    commit (the outbox holds their events) and reads are served, so the service stays ready
+    and reports itself degraded: taking every replica out of its Service during a NATS
+    outage would turn a delay into an outage."""
     checks = await runtime.readiness()
-    if all(checks.values()):
-        return JSONResponse({"status": "ok", "checks": checks})
-    failing = ", ".join(name for name, ok in checks.items() if not ok)
-    error = ProblemError(503, "not-ready", "Not ready", f"Not reachable: {failing}")
-    response = problem_response(error, instance="/readyz", request_id=request_id_var.get())
-    return response
+    if checks["postgres"]:
+        status = "ok" if all(checks.values()) else "degraded"
+        return JSONResponse({"status": status, "checks": checks})
+    error = ProblemError(503, "not-ready", "Not ready", "PostgreSQL does not answer")
+    return problem_response(error, instance="/readyz", request_id=request_id_var.get())
 
 
 @health.get(
@@ -365,7 +396,7 @@ async def metrics() -> Response:
 
 # --- the factory --------------------------------------------------------------------------
 
-COMMON_ERRORS = (400, 401, 404, 413, 422, 500)
+COMMON_ERRORS = (400, 401, 404, 413, 422, 500, 503)
 
 
 def create_service_app(

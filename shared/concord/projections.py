@@ -122,13 +122,20 @@ class ProjectionRunner:
                 VALUES (:p, :seq) ON CONFLICT (projection) DO UPDATE
                 SET last_sequence = excluded.last_sequence, updated_at = now()"""
         )
+        # A pause is a lease, so a rebuild killed while it waits cannot pause for ever.
         self._set_paused = text(
-            f"""INSERT INTO {s}.projection_checkpoints (projection, last_sequence, paused)
-                VALUES (:p, 0, :paused) ON CONFLICT (projection) DO UPDATE
-                SET paused = excluded.paused, updated_at = now()"""
+            f"""INSERT INTO {s}.projection_checkpoints (projection, last_sequence, paused_until)
+                VALUES (:p, 0, now() + make_interval(secs => :seconds))
+                ON CONFLICT (projection) DO UPDATE
+                SET paused_until = excluded.paused_until, updated_at = now()"""
+        )
+        self._unset_paused = text(
+            f"""UPDATE {s}.projection_checkpoints SET paused_until = NULL, updated_at = now()
+                WHERE projection = :p"""
         )
         self._is_paused = text(
-            f"SELECT paused FROM {s}.projection_checkpoints WHERE projection = :p"
+            f"""SELECT coalesce(paused_until > now(), false)
+                FROM {s}.projection_checkpoints WHERE projection = :p"""
         )
 
     @property
@@ -266,23 +273,27 @@ class ProjectionRunner:
         await conn.commit()
         return bool(paused)
 
-    async def _pause(self, paused: bool) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(self._set_paused, {"p": self.projection.name, "paused": paused})
-
     async def rebuild(self, *, progress: bool = True, wait: float | None = None) -> RebuildReport:
         """Empty the read model and replay the source stream into it, in one transaction:
         readers wait on the emptied tables rather than see a half-built model.
 
-        A live leader of this projection (any replica) sees the pause flag within a second,
-        lets go, and resumes from the new checkpoint once the rebuild is done.
+        A live leader of this projection (any replica) sees the pause within a second and
+        lets go; once the rebuild leads, the pause is lifted and the live runner queues for
+        leadership, resuming from the new checkpoint when the rebuild is done (or dies).
         """
-        await self._pause(True)
+        seconds = 60.0 if wait is None else wait
+        async with self.engine.begin() as conn:
+            await conn.execute(self._set_paused, {"p": self.projection.name, "seconds": seconds})
         try:
             async with leadership(self.engine, self.lock_name, retry_every=0.2, wait=wait) as conn:
+                await self._unpause()
                 return await self._rebuild(conn, progress)
         finally:
-            await self._pause(False)
+            await self._unpause()
+
+    async def _unpause(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(self._unset_paused, {"p": self.projection.name})
 
     async def _rebuild(self, conn: AsyncConnection, progress: bool) -> RebuildReport:
         js = self.bus.js

@@ -110,9 +110,16 @@ class ServiceRuntime:
         if self.relay.is_leading:
             self.relay.wake()
             return
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": self.channel})
-            await conn.commit()
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(
+                    text("SELECT pg_notify(:channel, '')"), {"channel": self.channel}
+                )
+                await conn.commit()
+        except Exception as error:  # the command has committed: its answer must not fail
+            log.warning(
+                "could not wake the relay (%s); it finds the events on its next poll", error
+            )
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"postgres": False, "nats": self.bus.is_connected}
