@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 
 from concord.domain import Actor, Decider
 from concord.eventstore import StreamConflict
-from concord.http import etag, if_match_version
+from concord.http import IDEMPOTENCY_KEY_PATTERN, etag, if_match_version
 from concord.observability import EVENTS_APPENDED, request_id_var
 from concord.problems import ProblemError, bad_request, conflict, precondition_failed
 from concord.runtime import ServiceRuntime
@@ -105,8 +105,8 @@ def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise bad_request("Idempotency-Key must be 1 to 255 printable characters")
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        raise bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
     return key
 
 

@@ -396,6 +396,47 @@ async def metrics() -> Response:
 
 # --- the factory --------------------------------------------------------------------------
 
+# Visible ASCII, as keys are usually UUIDs; the document and the check share this.
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Send the same key again to get the first answer again, with nothing done "
+    "twice; the same key with a different request is refused (422).",
+    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY_PATTERN.pattern}$"},
+}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag you last read; the command is refused (412) if the alliance "
+    "has changed since.",
+    "schema": {"type": "string", "pattern": '^(W/)?"[0-9]{1,9}"$'},
+}
+ETAG = {
+    "description": "The alliance's version after this change, for the next If-Match",
+    "schema": {"type": "string"},
+}
+
+
+def document_command_headers(schema: dict[str, Any]) -> None:
+    """Every command (a POST) takes an Idempotency-Key and answers with an ETag; commands on
+    an existing aggregate (a path with an id) also take If-Match. `commands.execute` is the
+    one place that honours them, so the document states them once, here."""
+    for path, operations in schema["paths"].items():
+        command = operations.get("post")
+        if command is None:
+            continue
+        parameters = command.setdefault("parameters", [])
+        parameters.append(IDEMPOTENCY_KEY)
+        if "{" in path:
+            parameters.append(IF_MATCH)
+        for status, response in command["responses"].items():
+            if status.startswith("2"):
+                response.setdefault("headers", {})["ETag"] = ETAG
+
+
 COMMON_ERRORS = (400, 401, 404, 413, 422, 500, 503)
 
 
@@ -450,6 +491,7 @@ def create_service_app(
                     operation["security"] = []
                     for status in ("400", "401", "404", "413", "422"):
                         operation["responses"].pop(status, None)
+            document_command_headers(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from concord import commands
 from concord.domain import Actor, NotFound
 from concord.http import (
+    ETAG,
     CallerDep,
     Page,
     RuntimeDep,
@@ -220,6 +221,7 @@ async def list_alliances(
     operation_id="alliances-get",
     summary="An alliance's charter, as of its latest event",
     response_model=AllianceView,
+    responses={200: {"headers": {"ETag": ETAG}}},
 )
 async def get_alliance(alliance_id: UUID, caller: CallerDep, runtime: RuntimeDep) -> JSONResponse:
     async with runtime.engine.connect() as conn:
