@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from functools import cache
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -53,7 +54,7 @@ async def execute(
     ).hexdigest()
     scope = f"{caller.org}/{caller.sub}"
     expected = if_match_version(request)
-    idempotency = Idempotency(runtime.schema)
+    idempotency = _idempotency(runtime.schema)
 
     for attempt in range(RETRIES):
         try:
@@ -68,7 +69,7 @@ async def execute(
                 authorize(state)
                 if expected is not None and expected != version:
                     raise precondition_failed(
-                        f"The alliance is at version {version}, not {expected}; read it again"
+                        f"It is at version {version}, not {expected}: read it again"
                     )
                 decided = decider.decide(state, command)
                 envelopes = [
@@ -92,7 +93,7 @@ async def execute(
         except StreamConflict:
             # Decide again on fresh state; a stale If-Match then fails its check above.
             if attempt == RETRIES - 1:
-                raise conflict("The alliance is being changed by someone else; retry") from None
+                raise conflict("It is being changed by someone else: retry") from None
             continue
         EVENTS_APPENDED.labels(runtime.service).inc(len(envelopes))
         if envelopes:
@@ -108,6 +109,11 @@ def _idempotency_key(request: Request) -> str | None:
     if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         raise bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
     return key
+
+
+@cache
+def _idempotency(schema: str) -> Idempotency:
+    return Idempotency(schema)
 
 
 class Idempotency:
