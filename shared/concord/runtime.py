@@ -85,8 +85,10 @@ class ServiceRuntime:
         ]
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Graceful stop: publish what is committed, then let go of NATS and PostgreSQL."""
-        if self.bus.is_connected and not await self.relay.drained(drain_timeout):
+        """Graceful stop: publish what is committed, then let go of NATS and PostgreSQL.
+        (A replica that does not lead the relay has nothing to flush: the leader publishes.)"""
+        leading = self.relay.is_leading and self.bus.is_connected
+        if leading and not await self.relay.drained(drain_timeout):
             log.warning(
                 "stopping %s with events not yet published; the next start sends them", self.service
             )
