@@ -36,6 +36,7 @@ class Bus:
         self._nc: Client | None = None
         self._connected = asyncio.Event()
         self._ensured: set[str] = set()
+        self._closing = False
 
     async def connect(self) -> None:
         """Connect, retrying until NATS answers (the first connection may find it down)."""
@@ -62,7 +63,8 @@ class Bus:
         log.warning("NATS: %s", error or type(error).__name__)
 
     async def _disconnected(self) -> None:
-        log.warning("NATS connection lost")
+        if not self._closing:
+            log.warning("NATS connection lost")
 
     async def _reconnected(self) -> None:
         log.info("NATS connection restored")
@@ -123,6 +125,7 @@ class Bus:
         await asyncio.wait_for(asyncio.gather(*acks), timeout=10)
 
     async def close(self) -> None:
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await self._nc.drain()
@@ -131,3 +134,4 @@ class Bus:
         self._nc = None
         self._connected.clear()
         self._ensured.clear()
+        self._closing = False

@@ -124,6 +124,8 @@ def token(args: argparse.Namespace) -> int:
 
 def rebuild(args: argparse.Namespace) -> int:
     package, _ = SERVICES[args.service]
+    if "CONCORD_DATABASE_URL" not in os.environ:  # the embedded default, as `make run` set it up
+        os.environ.setdefault("CONCORD_JWT_SECRET", dev_secret())
     app_module = importlib.import_module(f"{package}.app")
     app = app_module.create_app()
     runtime = app.state.runtime
@@ -154,8 +156,6 @@ def rebuild(args: argparse.Namespace) -> int:
         )
         return 0
 
-    if "CONCORD_DATABASE_URL" not in os.environ:  # the embedded default
-        os.environ.setdefault("CONCORD_JWT_SECRET", dev_secret())
     return asyncio.run(go())
 
 
