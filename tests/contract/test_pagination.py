@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 import httpx
 import pytest
 
+from concord.http import encode_cursor
 from tests.conftest import auth
 from tests.contract.conftest import assert_problem, create_alliance, directory
 
@@ -72,3 +74,11 @@ async def test_a_page_size_out_of_range_is_invalid_input(
 ) -> None:
     listed = await governance.get("/alliances", params={"limit": limit}, headers=auth())
     assert assert_problem(listed, 422)["errors"][0]["location"] == "query.limit"
+
+
+async def test_a_cursor_with_a_time_but_no_offset_is_refused_not_a_server_error(
+    governance: httpx.AsyncClient,
+) -> None:
+    forged = encode_cursor({"created_at": "2026-01-01T00:00:00", "id": str(uuid.UUID(int=1))})
+    listed = await governance.get("/alliances", params={"cursor": forged}, headers=auth())
+    assert_problem(listed, 400)

@@ -179,6 +179,8 @@ async def list_alliances(
             else datetime.min.replace(tzinfo=UTC)
         )
         after_id = UUID(str(after["id"])) if after else UUID(int=0)
+        if after_time.tzinfo is None:
+            raise ValueError("cursor times carry their offset")
     except (KeyError, ValueError, TypeError):
         raise bad_request("The cursor is not one this API gave out") from None
     async with runtime.engine.connect() as conn:
