@@ -180,6 +180,12 @@ async def test_text_with_a_nul_character_is_invalid_input_not_a_server_error(
     assert await events_committed() == (1 if path else 0)
 
 
+async def _in_chunks(payload: bytes) -> AsyncIterator[bytes]:
+    """A body streamed without declaring its size up front."""
+    for start in range(0, len(payload), 64 * 1024):
+        yield payload[start : start + 64 * 1024]
+
+
 def _oversize_charter() -> bytes:
     body = charter()
     body["purpose"] = "x" * (MAX_BODY_BYTES + 1)
@@ -202,14 +208,10 @@ async def test_an_oversize_charter_sent_in_chunks_is_refused_too(
     governance: httpx.AsyncClient, events_committed: Counter
 ) -> None:
     """Without a Content-Length, the limit must hold while the body streams in."""
-    payload = _oversize_charter()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for start in range(0, len(payload), 64 * 1024):
-            yield payload[start : start + 64 * 1024]
-
     sent = await governance.post(
-        "/alliances", content=chunks(), headers={**auth(), "Content-Type": "application/json"}
+        "/alliances",
+        content=_in_chunks(_oversize_charter()),
+        headers={**auth(), "Content-Type": "application/json"},
     )
     assert "content-length" not in sent.request.headers
     assert_problem(sent, 413)
@@ -220,15 +222,9 @@ async def test_a_lying_content_length_is_refused_while_the_body_streams(
     governance: httpx.AsyncClient, events_committed: Counter
 ) -> None:
     """A client that declares a small body and sends a large one is held to the limit."""
-    payload = _oversize_charter()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for start in range(0, len(payload), 64 * 1024):
-            yield payload[start : start + 64 * 1024]
-
     sent = await governance.post(
         "/alliances",
-        content=chunks(),
+        content=_in_chunks(_oversize_charter()),
         headers={**auth(), "Content-Type": "application/json", "Content-Length": "100"},
     )
     assert_problem(sent, 413)
