@@ -1,18 +1,21 @@
 """Running one command end to end, the one way every service does it:
 
-HTTP request -> (idempotency claim) -> load stream -> authorize -> decide -> append events
-(the outbox) -> store the idempotent response -> commit -> answer with the new ETag.
+HTTP request -> load the stream (the cached state plus newer events) -> (idempotency claim)
+-> authorize -> decide -> append events (the outbox) -> store the idempotent response ->
+commit -> answer with the new ETag.
 
-Everything between claim and commit is one PostgreSQL transaction, so a crash anywhere
-leaves either all of it or none of it.
+Everything between load and commit is one PostgreSQL transaction, so a crash anywhere
+leaves either all of it or none of it. `in_stream` is the same transaction for commands
+that are not one request's one decision (a batch of CRM events, say).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel
@@ -21,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import JSONResponse
 
-from concord.domain import Actor, Decider
+from concord.domain import Actor, Decider, DomainEvent
 from concord.eventstore import StreamConflict
 from concord.http import IDEMPOTENCY_KEY_PATTERN, etag, if_match_version
 from concord.observability import EVENTS_APPENDED, request_id_var
@@ -30,7 +33,86 @@ from concord.runtime import ServiceRuntime
 
 S = TypeVar("S")
 C = TypeVar("C")
+T = TypeVar("T")
 RETRIES = 3
+
+
+async def current(
+    runtime: ServiceRuntime, conn: AsyncConnection, decider: Decider[S, Any], stream_id: str
+) -> tuple[S, int]:
+    """A stream's state and version: the cached state, plus whatever was appended since."""
+    cached = runtime.aggregates.get(stream_id)
+    version, state = cached if cached is not None else (0, None)
+    history = await runtime.store.load(conn, stream_id, after=version)
+    state = decider.fold([runtime.registry.decode(e) for e in history], state)
+    return state, version + len(history)
+
+
+@dataclass
+class StreamWrite(Generic[S]):
+    """One attempt at changing a stream, inside its transaction: the state it decides on,
+    and `append` for what it decided."""
+
+    runtime: ServiceRuntime
+    request: Request
+    decider: Decider[S, Any]
+    conn: AsyncConnection
+    stream_id: str
+    alliance_id: str
+    state: S
+    version: int
+    appended: int = 0
+
+    async def append(self, events: Sequence[DomainEvent]) -> S:
+        envelopes = [
+            self.runtime.registry.envelope(
+                event,
+                stream_id=self.stream_id,
+                stream_version=self.version + offset,
+                alliance_id=self.alliance_id,
+                correlation_id=request_id_var.get(),
+                traceparent=self.request.headers.get("traceparent"),
+            )
+            for offset, event in enumerate(events, start=1)
+        ]
+        self.version = await self.runtime.store.append(
+            self.conn, self.stream_id, self.version, envelopes
+        )
+        self.state = self.decider.fold(events, self.state)
+        self.appended += len(envelopes)
+        return self.state
+
+
+async def in_stream(
+    runtime: ServiceRuntime,
+    request: Request,
+    decider: Decider[S, Any],
+    *,
+    stream_id: str,
+    alliance_id: str,
+    handle: Callable[[StreamWrite[S]], Awaitable[T]],
+) -> T:
+    """Run `handle` in one transaction on the stream's current state and commit what it
+    appends, with anything else it wrote. On a concurrent append it runs again on fresh
+    state (up to three times, then 409); after the commit the relay is woken."""
+    for attempt in range(RETRIES):
+        try:
+            async with runtime.engine.begin() as conn:
+                state, version = await current(runtime, conn, decider, stream_id)
+                write = StreamWrite(
+                    runtime, request, decider, conn, stream_id, alliance_id, state, version
+                )
+                result = await handle(write)
+        except StreamConflict:
+            if attempt == RETRIES - 1:
+                raise conflict("It is being changed by someone else: retry") from None
+            continue
+        runtime.aggregates.put(stream_id, write.version, write.state)
+        if write.appended:
+            EVENTS_APPENDED.labels(runtime.service).inc(write.appended)
+            await runtime.events_committed()
+        return result
+    raise AssertionError("unreachable")
 
 
 async def execute(
@@ -47,6 +129,7 @@ async def execute(
     status_code: int = 200,
     location: str | None = None,
 ) -> JSONResponse:
+    """One command on one stream, as an HTTP answer (see the module docstring)."""
     key = _idempotency_key(request)
     raw_body = await request.body()
     request_hash = hashlib.sha256(
@@ -56,50 +139,29 @@ async def execute(
     expected = if_match_version(request)
     idempotency = _idempotency(runtime.schema)
 
-    for attempt in range(RETRIES):
-        try:
-            async with runtime.engine.begin() as conn:
-                if key is not None:
-                    replay = await idempotency.claim(conn, scope, key, request_hash)
-                    if replay is not None:
-                        return replay
-                history = await runtime.store.load(conn, stream_id)
-                state = decider.fold([runtime.registry.decode(e) for e in history])
-                version = len(history)
-                authorize(state)
-                if expected is not None and expected != version:
-                    raise precondition_failed(
-                        f"It is at version {version}, not {expected}: read it again"
-                    )
-                decided = decider.decide(state, command)
-                envelopes = [
-                    runtime.registry.envelope(
-                        event,
-                        stream_id=stream_id,
-                        stream_version=version + offset,
-                        alliance_id=alliance_id,
-                        correlation_id=request_id_var.get(),
-                        traceparent=request.headers.get("traceparent"),
-                    )
-                    for offset, event in enumerate(decided, start=1)
-                ]
-                version = await runtime.store.append(conn, stream_id, version, envelopes)
-                body = respond(decider.fold(decided, state), version).model_dump(mode="json")
-                headers = {"ETag": etag(version)}
-                if location is not None:
-                    headers["Location"] = location
-                if key is not None:
-                    await idempotency.remember(conn, scope, key, status_code, body, headers)
-        except StreamConflict:
-            # Decide again on fresh state; a stale If-Match then fails its check above.
-            if attempt == RETRIES - 1:
-                raise conflict("It is being changed by someone else: retry") from None
-            continue
-        EVENTS_APPENDED.labels(runtime.service).inc(len(envelopes))
-        if envelopes:
-            await runtime.events_committed()
+    async def handle(write: StreamWrite[S]) -> JSONResponse:
+        if key is not None:
+            replay = await idempotency.claim(write.conn, scope, key, request_hash)
+            if replay is not None:
+                return replay
+        authorize(write.state)
+        if expected is not None and expected != write.version:
+            # On a retry after a concurrent append, a stale If-Match fails here.
+            raise precondition_failed(
+                f"It is at version {write.version}, not {expected}: read it again"
+            )
+        state = await write.append(decider.decide(write.state, command))
+        body = respond(state, write.version).model_dump(mode="json")
+        headers = {"ETag": etag(write.version)}
+        if location is not None:
+            headers["Location"] = location
+        if key is not None:
+            await idempotency.remember(write.conn, scope, key, status_code, body, headers)
         return JSONResponse(body, status_code=status_code, headers=headers)
-    raise AssertionError("unreachable")
+
+    return await in_stream(
+        runtime, request, decider, stream_id=stream_id, alliance_id=alliance_id, handle=handle
+    )
 
 
 def _idempotency_key(request: Request) -> str | None:

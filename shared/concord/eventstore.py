@@ -59,7 +59,8 @@ class EventStore:
                         :occurred_at, CAST(:envelope AS jsonb))"""
         )
         self._load = text(
-            f"SELECT envelope FROM {s}.events WHERE stream_id = :stream_id ORDER BY stream_version"
+            f"""SELECT envelope FROM {s}.events
+                WHERE stream_id = :stream_id AND stream_version > :after ORDER BY stream_version"""
         ).columns(envelope=JSONB)
         self._version = text(
             f"SELECT coalesce(max(stream_version), 0) FROM {s}.events WHERE stream_id = :stream_id"
@@ -112,8 +113,11 @@ class EventStore:
             raise
         return expected_version + len(rows)
 
-    async def load(self, conn: AsyncConnection, stream_id: str) -> list[CloudEvent]:
-        result = await conn.execute(self._load, {"stream_id": stream_id})
+    async def load(
+        self, conn: AsyncConnection, stream_id: str, after: int = 0
+    ) -> list[CloudEvent]:
+        """The stream's events after version `after` (all of them by default), in order."""
+        result = await conn.execute(self._load, {"stream_id": stream_id, "after": after})
         return [CloudEvent.model_validate(row.envelope) for row in result]
 
     async def version(self, conn: AsyncConnection, stream_id: str) -> int:

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 
@@ -23,6 +24,31 @@ from concord.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class AggregateCache:
+    """The latest folded state of recently used streams, so a command folds only the events
+    appended since (by any replica) instead of the whole history. States are immutable, and
+    only committed states go in, so a cached state is always a true state at its version."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._states: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+
+    def get(self, stream_id: str) -> tuple[int, Any] | None:
+        found = self._states.get(stream_id)
+        if found is not None:
+            self._states.move_to_end(stream_id)
+        return found
+
+    def put(self, stream_id: str, version: int, state: Any) -> None:
+        known = self._states.get(stream_id)
+        if known is not None and known[0] > version:
+            return  # a newer state arrived meanwhile
+        self._states[stream_id] = (version, state)
+        self._states.move_to_end(stream_id)
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)
 
 
 class ServiceRuntime:
@@ -66,6 +92,7 @@ class ServiceRuntime:
             for p in projections
         }
         self.channel = notify_channel(self.schema)
+        self.aggregates = AggregateCache()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def install(self) -> None:

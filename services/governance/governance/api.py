@@ -227,12 +227,11 @@ async def list_alliances(
 )
 async def get_alliance(alliance_id: UUID, caller: CallerDep, runtime: RuntimeDep) -> JSONResponse:
     async with runtime.engine.connect() as conn:
-        history = await runtime.store.load(conn, stream_id(alliance_id))
-    state = alliance.fold([runtime.registry.decode(e) for e in history])
+        state, version = await commands.current(runtime, conn, alliance, stream_id(alliance_id))
     if not state.exists or not state.has_partner(caller.org):
         raise NotFound("No such alliance")
-    view = AllianceView.of(state, len(history))
-    return JSONResponse(view.model_dump(mode="json"), headers={"ETag": etag(len(history))})
+    view = AllianceView.of(state, version)
+    return JSONResponse(view.model_dump(mode="json"), headers={"ETag": etag(version)})
 
 
 @router.post(
