@@ -10,10 +10,10 @@ from typing import Any
 
 import jwt
 
-from concord.domain import Actor
+from concord.domain import ORG_ID_PATTERN, Actor
 from concord.settings import ServiceSettings
 
-ORG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+ORG_PATTERN = re.compile(ORG_ID_PATTERN)
 ALLIANCE_MANAGER = "alliance_manager"
 KNOWN_ROLES = frozenset({ALLIANCE_MANAGER, "executive_sponsor", "member", "viewer"})
 

@@ -20,6 +20,9 @@ ShortText = Annotated[
 LongText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=_PRINTED)
 ]
+# An organisation's id, as in its members' tokens (the `org` claim).
+ORG_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+OrgId = Annotated[str, StringConstraints(pattern=ORG_ID_PATTERN, min_length=1, max_length=63)]
 
 
 class DomainEvent(BaseModel):

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Annotated, ClassVar
+from typing import ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from concord.domain import Actor, Decider, DomainEvent, LongText, Rejected, ShortText
-
-OrgId = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", min_length=1, max_length=63)
-]
+from concord.domain import Actor, Decider, DomainEvent, LongText, OrgId, Rejected, ShortText
 
 MAX_PARTNERS = 20
 MAX_EXPECTATIONS = 50
