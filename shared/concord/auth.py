@@ -1,9 +1,12 @@
-"""Bearer JWTs: HS256 with a shared secret for the embedded default, RS256 from a JWKS URL in
-production. Claims: `sub` (the person), `org` (the organisation they speak for), `roles`."""
+"""Who is calling. People: bearer JWTs, HS256 with a shared secret for the embedded default,
+RS256 from a JWKS URL in production, with claims `sub` (the person), `org` (the organisation
+they speak for) and `roles`. Systems (a CRM): signed inbound webhooks, HMAC-SHA256."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import re
 import time
 from typing import Any
@@ -19,9 +22,10 @@ KNOWN_ROLES = frozenset({ALLIANCE_MANAGER, "executive_sponsor", "member", "viewe
 
 
 class Unauthorized(Exception):
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, challenge: str = 'Bearer realm="concord"') -> None:
         super().__init__(detail)
         self.detail = detail
+        self.challenge = challenge  # the WWW-Authenticate answer: how to authenticate
 
 
 class Authenticator:
@@ -83,3 +87,31 @@ def mint_token(
     now = int(time.time())
     claims = {"sub": sub, "org": org, "roles": roles, "iat": now, "exp": now + ttl_seconds}
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature of an inbound webhook: `v1=` and the hex HMAC-SHA256 of
+    `<timestamp>.<body>` under the credential's secret."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + digest.hexdigest()
+
+
+SIGNATURE_CHALLENGE = 'Concord-Signature realm="concord"'
+
+
+def verify_signature(
+    secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: float, now: float
+) -> None:
+    """Refuse a webhook whose signature does not match, or whose timestamp is too far from
+    now: an old signed request replayed later is refused by its timestamp."""
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise Unauthorized("The timestamp must be Unix seconds", SIGNATURE_CHALLENGE)
+    if abs(now - int(timestamp)) > tolerance:
+        raise Unauthorized(
+            f"The timestamp is more than {int(tolerance)} seconds from now: sign it afresh",
+            SIGNATURE_CHALLENGE,
+        )
+    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
+        raise Unauthorized(
+            "The signature does not match the body and timestamp", SIGNATURE_CHALLENGE
+        )

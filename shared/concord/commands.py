@@ -164,6 +164,33 @@ async def execute(
     )
 
 
+async def remembered(
+    runtime: ServiceRuntime,
+    request: Request,
+    caller: Actor,
+    *,
+    act: Callable[[AsyncConnection], Awaitable[BaseModel]],
+    status_code: int = 200,
+) -> JSONResponse:
+    """A write that is not an event (an integration credential, say) with the same
+    Idempotency-Key promise as a command: `act` and the remembered answer commit together."""
+    key = _idempotency_key(request)
+    request_hash = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
+    ).hexdigest()
+    scope = f"{caller.org}/{caller.sub}"
+    idempotency = _idempotency(runtime.schema)
+    async with runtime.engine.begin() as conn:
+        if key is not None:
+            replay = await idempotency.claim(conn, scope, key, request_hash)
+            if replay is not None:
+                return replay
+        body = (await act(conn)).model_dump(mode="json")
+        if key is not None:
+            await idempotency.remember(conn, scope, key, status_code, body, {})
+    return JSONResponse(body, status_code=status_code)
+
+
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:

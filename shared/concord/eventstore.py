@@ -113,9 +113,7 @@ class EventStore:
             raise
         return expected_version + len(rows)
 
-    async def load(
-        self, conn: AsyncConnection, stream_id: str, after: int = 0
-    ) -> list[CloudEvent]:
+    async def load(self, conn: AsyncConnection, stream_id: str, after: int = 0) -> list[CloudEvent]:
         """The stream's events after version `after` (all of them by default), in order."""
         result = await conn.execute(self._load, {"stream_id": stream_id, "after": after})
         return [CloudEvent.model_validate(row.envelope) for row in result]

@@ -287,7 +287,7 @@ def install_problem_handlers(app: FastAPI) -> None:
                 "unauthorized",
                 "Unauthorized",
                 error.detail,
-                headers={"WWW-Authenticate": 'Bearer realm="concord"'},
+                headers={"WWW-Authenticate": error.challenge},
             ),
         )
 
@@ -420,14 +420,38 @@ ETAG = {
 }
 
 
+# Marks an operation called by another system with a signed body instead of a bearer token.
+SIGNED_WEBHOOK = "x-concord-signed-webhook"
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON Schema with its definitions inlined, for an `openapi_extra` request
+    body (an operation that reads its raw body itself, to check a signature over it)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
 def document_command_headers(schema: dict[str, Any]) -> None:
     """Every command (a POST) takes an Idempotency-Key and answers with an ETag; commands on
     an existing aggregate (a path with an id) also take If-Match. `commands.execute` is the
     one place that honours them, so the document states them once, here."""
     for path, operations in schema["paths"].items():
         command = operations.get("post")
-        if command is None:
-            continue
+        if command is None or command.get(SIGNED_WEBHOOK):
+            continue  # a signed webhook is idempotent by its own event ids
         parameters = command.setdefault("parameters", [])
         parameters.append(IDEMPOTENCY_KEY)
         if "{" in path:

@@ -58,7 +58,10 @@ class ServiceRuntime:
         *,
         registry: EventRegistry | None = None,
         projections: Sequence[Projection] = (),
+        ddl: Sequence[str] = (),
     ) -> None:
+        """`ddl` creates the service's own tables that are not read models (and so are never
+        emptied by a rebuild): integration credentials, say."""
         self.settings = settings
         self.service = settings.service
         self.schema = settings.service
@@ -80,6 +83,7 @@ class ServiceRuntime:
             poll_interval=settings.relay_poll_interval,
         )
         self.projections = list(projections)
+        self.ddl = list(ddl)
         self.runners = {
             p.name: ProjectionRunner(
                 self.engine,
@@ -97,7 +101,9 @@ class ServiceRuntime:
 
     async def install(self) -> None:
         await install_schema(
-            self.engine, self.schema, [ddl for p in self.projections for ddl in p.ddl()]
+            self.engine,
+            self.schema,
+            [*self.ddl, *(ddl for p in self.projections for ddl in p.ddl())],
         )
 
     async def start(self) -> None:

@@ -1,2 +1,1 @@
-"""Scorecard: the balanced alliance scorecard. Today it knows the alliances (a projection of
-governance's charter events); the scorecard itself comes next."""
+"""Scorecard: the balanced alliance scorecard both partners review every month."""

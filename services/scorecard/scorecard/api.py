@@ -1,20 +1,77 @@
-"""Scorecard HTTP API. Reads come from scorecard's own read models only."""
+"""Scorecard HTTP API: commands on an alliance's scorecard, and reads from scorecard's own read
+models only. Every route is scoped by the caller's organisation: an organisation outside the
+alliance gets 404 everywhere, and a partner never sees another partner's private items."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import JSONResponse, Response
 
-from concord.domain import NotFound
-from concord.http import CallerDep, RuntimeDep
+from concord import commands
+from concord.domain import Actor, NotFound
+from concord.http import CallerDep, Page, RuntimeDep, decode_cursor, encode_cursor, require_manager
+from concord.problems import bad_request, problem_responses
+from concord.runtime import ServiceRuntime
+from scorecard import views
+from scorecard.domain import periods
+from scorecard.domain.periods import PERIOD_PATTERN
+from scorecard.domain.rules import Status, StatusThresholds, attainment, status_of
+from scorecard.domain.scorecard import (
+    BenefitEntry,
+    ChangeThresholds,
+    DefineKpi,
+    DefineObjective,
+    InitiativePlan,
+    InitiativeProgress,
+    KpiActual,
+    KpiDefinition,
+    KpiTarget,
+    LaunchInitiative,
+    LinkObjectives,
+    ObjectiveDefinition,
+    ObjectiveLink,
+    OpenScorecard,
+    RecordBenefit,
+    RecordKpiActual,
+    Scorecard,
+    ScorecardSetup,
+    SetKpiTarget,
+    UpdateInitiativeProgress,
+    Visibility,
+    scorecard,
+    stream_id,
+)
 
-router = APIRouter(prefix="/alliances", tags=["alliances"])
+router = APIRouter(prefix="/alliances", tags=["scorecard"])
+COMMAND_ERRORS = problem_responses(403, 409, 412)
+PeriodQuery = Annotated[
+    str | None,
+    Query(
+        pattern=PERIOD_PATTERN,
+        description="A month (2026-11) or quarter (2026-Q4); the current month by default",
+    ),
+]
+MinVersion = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=1_000_000_000,
+        description="Wait briefly until the scorecard has caught up with this version (the "
+        "ETag a command answered with)",
+    ),
+]
+
+
+# --- who may see what -----------------------------------------------------------------------
 
 
 class Partner(BaseModel):
@@ -49,23 +106,12 @@ _known = text(
 ).columns(goals=JSONB, partners=JSONB, executive_sponsors=JSONB)
 
 
-@router.get(
-    "/{alliance_id}",
-    operation_id="alliances-get",
-    summary="An alliance as scorecard knows it",
-    description=(
-        "Served from scorecard's projection of governance's events. A client that has just "
-        "written in governance can pass the version it got back (its ETag) as `min_version`: "
-        "the read waits briefly for the projection to catch up, then answers 404 if it has not."
-    ),
-    response_model=KnownAlliance,
-)
-async def get_alliance(
-    alliance_id: UUID,
-    caller: CallerDep,
-    runtime: RuntimeDep,
-    min_version: Annotated[int, Query(ge=1, le=1_000_000_000)] = 1,
+async def known_alliance(
+    runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, min_version: int = 1
 ) -> KnownAlliance:
+    """The alliance, if the caller's organisation is one of its partners; 404 otherwise (an
+    alliance created moments ago in governance is waited for, briefly)."""
+
     async def lookup() -> Any:
         async with runtime.engine.connect() as conn:
             params = {"id": alliance_id, "org": caller.org, "min_version": min_version}
@@ -87,4 +133,771 @@ async def get_alliance(
         agreement_version=row.agreement_version,
         version=row.version,
         updated_at=row.updated_at,
+    )
+
+
+@router.get(
+    "/{alliance_id}",
+    operation_id="alliances-get",
+    summary="An alliance as scorecard knows it",
+    description=(
+        "Served from scorecard's projection of governance's events. A client that has just "
+        "written in governance can pass the version it got back (its ETag) as `min_version`: "
+        "the read waits briefly for the projection to catch up, then answers 404 if it has not."
+    ),
+    response_model=KnownAlliance,
+)
+async def get_alliance(
+    alliance_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    min_version: Annotated[int, Query(ge=1, le=1_000_000_000)] = 1,
+) -> KnownAlliance:
+    return await known_alliance(runtime, alliance_id, caller, min_version)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+async def _command(
+    runtime: ServiceRuntime,
+    request: Request,
+    caller: Actor,
+    alliance_id: UUID,
+    command: Any,
+    respond: Callable[[Scorecard, int], BaseModel],
+    *,
+    status_code: int = 200,
+    location: str | None = None,
+) -> JSONResponse:
+    await known_alliance(runtime, alliance_id, caller)
+    return await commands.execute(
+        runtime,
+        request,
+        caller,
+        scorecard,
+        stream_id=stream_id(alliance_id),
+        alliance_id=str(alliance_id),
+        command=command,
+        authorize=lambda state: require_manager(caller),
+        respond=respond,
+        status_code=status_code,
+        location=location,
+    )
+
+
+class ScorecardSummary(BaseModel):
+    alliance_id: UUID
+    currency: str
+    thresholds: StatusThresholds
+    kpis: int
+    objectives: int
+    initiatives: int
+    version: int
+
+
+def _summary(state: Scorecard, version: int) -> ScorecardSummary:
+    assert state.alliance_id is not None
+    return ScorecardSummary(
+        alliance_id=state.alliance_id,
+        currency=state.currency,
+        thresholds=state.thresholds,
+        kpis=len(state.kpis),
+        objectives=len(state.objectives),
+        initiatives=len(state.initiatives),
+        version=version,
+    )
+
+
+@router.post(
+    "/{alliance_id}/scorecard",
+    operation_id="scorecard-open",
+    summary="Open the alliance's scorecard",
+    status_code=201,
+    response_model=ScorecardSummary,
+    responses=COMMAND_ERRORS,
+)
+async def open_scorecard(
+    alliance_id: UUID,
+    setup: ScorecardSetup,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    alliance = await known_alliance(runtime, alliance_id, caller)
+    partners = tuple(p.org_id for p in alliance.partners)
+    return await _command(
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        OpenScorecard(alliance_id=alliance_id, setup=setup, partners=partners, by=caller),
+        _summary,
+        status_code=201,
+        location=f"/alliances/{alliance_id}/scorecard",
+    )
+
+
+@router.post(
+    "/{alliance_id}/scorecard/thresholds",
+    operation_id="scorecard-change-thresholds",
+    summary="Change how KPIs and the balance of benefits are judged",
+    response_model=ScorecardSummary,
+    responses=COMMAND_ERRORS,
+)
+async def change_thresholds(
+    alliance_id: UUID,
+    thresholds: StatusThresholds,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    command = ChangeThresholds(thresholds=thresholds, by=caller)
+    return await _command(runtime, request, caller, alliance_id, command, _summary)
+
+
+class KpiNumbers(BaseModel):
+    kpi_id: UUID
+    period: str
+    target: Any
+    actual: Any
+    attainment: Any
+    status: Status
+    version: int
+
+
+def _numbers(kpi_id: UUID, period: str) -> Callable[[Scorecard, int], KpiNumbers]:
+    def respond(state: Scorecard, version: int) -> KpiNumbers:
+        kpi = state.kpis[kpi_id]
+        numbers = state.numbers.get((kpi_id, period))
+        target = numbers.target if numbers else None
+        actual = numbers.actual if numbers else None
+        return KpiNumbers(
+            kpi_id=kpi_id,
+            period=period,
+            target=target,
+            actual=actual,
+            attainment=attainment(target, actual, kpi.good_direction)
+            if target is not None and actual is not None
+            else None,
+            status=status_of(target, actual, kpi.good_direction, state.thresholds),
+            version=version,
+        )
+
+    return respond
+
+
+class DefinedKpi(views.KpiView):
+    version: int
+
+
+@router.post(
+    "/{alliance_id}/scorecard/kpis",
+    operation_id="scorecard-define-kpi",
+    summary="Define a KPI",
+    status_code=201,
+    response_model=DefinedKpi,
+    responses=COMMAND_ERRORS,
+)
+async def define_kpi(
+    alliance_id: UUID,
+    definition: KpiDefinition,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    kpi_id = uuid4()
+
+    def respond(state: Scorecard, version: int) -> DefinedKpi:
+        return DefinedKpi(id=kpi_id, **definition.model_dump(), version=version)
+
+    return await _command(
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        DefineKpi(kpi_id=kpi_id, definition=definition, by=caller),
+        respond,
+        status_code=201,
+        location=f"/alliances/{alliance_id}/scorecard/kpis/{kpi_id}",
+    )
+
+
+@router.post(
+    "/{alliance_id}/scorecard/kpis/{kpi_id}/targets",
+    operation_id="scorecard-set-kpi-target",
+    summary="Set a KPI's target for a period (its owner organisation only)",
+    response_model=KpiNumbers,
+    responses=COMMAND_ERRORS,
+)
+async def set_kpi_target(
+    alliance_id: UUID,
+    kpi_id: UUID,
+    target: KpiTarget,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    command = SetKpiTarget(kpi_id=kpi_id, target=target, by=caller)
+    return await _command(
+        runtime, request, caller, alliance_id, command, _numbers(kpi_id, target.period)
+    )
+
+
+@router.post(
+    "/{alliance_id}/scorecard/kpis/{kpi_id}/actuals",
+    operation_id="scorecard-record-kpi-actual",
+    summary="Record a KPI's actual for a period, or correct it (its owner organisation only)",
+    description="Late data for an ended period is welcome; a correction keeps the previous "
+    "value in the KPI's history.",
+    response_model=KpiNumbers,
+    responses=COMMAND_ERRORS,
+)
+async def record_kpi_actual(
+    alliance_id: UUID,
+    kpi_id: UUID,
+    actual: KpiActual,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    command = RecordKpiActual(kpi_id=kpi_id, actual=actual, by=caller)
+    return await _command(
+        runtime, request, caller, alliance_id, command, _numbers(kpi_id, actual.period)
+    )
+
+
+class DefinedObjective(BaseModel):
+    id: UUID
+    name: str
+    drives: list[UUID]
+    kpi_ids: list[UUID]
+    version: int
+
+
+def _objective(objective_id: UUID, caller: Actor) -> Callable[[Scorecard, int], DefinedObjective]:
+    def respond(state: Scorecard, version: int) -> DefinedObjective:
+        objective = state.objectives[objective_id]
+        return DefinedObjective(
+            id=objective_id,
+            name=objective.name,
+            drives=sorted(
+                (effect for cause, effect in state.links if cause == objective_id), key=str
+            ),
+            kpi_ids=[k for k in objective.kpi_ids if state.kpis[k].visible_to(caller.org)],
+            version=version,
+        )
+
+    return respond
+
+
+@router.post(
+    "/{alliance_id}/scorecard/objectives",
+    operation_id="scorecard-define-objective",
+    summary="Define a strategic objective, tied to the KPIs that measure it",
+    status_code=201,
+    response_model=DefinedObjective,
+    responses=COMMAND_ERRORS,
+)
+async def define_objective(
+    alliance_id: UUID,
+    definition: ObjectiveDefinition,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    objective_id = uuid4()
+    return await _command(
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        DefineObjective(objective_id=objective_id, definition=definition, by=caller),
+        _objective(objective_id, caller),
+        status_code=201,
+    )
+
+
+@router.post(
+    "/{alliance_id}/scorecard/strategy-map/links",
+    operation_id="scorecard-link-objectives",
+    summary="Link two objectives on the strategy map: the cause drives the effect",
+    response_model=DefinedObjective,
+    responses=COMMAND_ERRORS,
+)
+async def link_objectives(
+    alliance_id: UUID,
+    link: ObjectiveLink,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    return await _command(
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        LinkObjectives(link=link, by=caller),
+        _objective(link.cause_id, caller),
+    )
+
+
+class InitiativeState(BaseModel):
+    id: UUID
+    name: str
+    owner_org: str
+    completion: int
+    as_of: Any
+    version: int
+
+
+def _initiative(initiative_id: UUID) -> Callable[[Scorecard, int], InitiativeState]:
+    def respond(state: Scorecard, version: int) -> InitiativeState:
+        initiative = state.initiatives[initiative_id]
+        return InitiativeState(
+            id=initiative_id,
+            name=initiative.name,
+            owner_org=initiative.owner_org,
+            completion=initiative.completion,
+            as_of=initiative.as_of,
+            version=version,
+        )
+
+    return respond
+
+
+@router.post(
+    "/{alliance_id}/scorecard/initiatives",
+    operation_id="scorecard-launch-initiative",
+    summary="Launch an initiative",
+    status_code=201,
+    response_model=InitiativeState,
+    responses=COMMAND_ERRORS,
+)
+async def launch_initiative(
+    alliance_id: UUID,
+    plan: InitiativePlan,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    initiative_id = uuid4()
+    return await _command(
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        LaunchInitiative(initiative_id=initiative_id, plan=plan, by=caller),
+        _initiative(initiative_id),
+        status_code=201,
+        location=f"/alliances/{alliance_id}/scorecard/initiatives/{initiative_id}",
+    )
+
+
+@router.post(
+    "/{alliance_id}/scorecard/initiatives/{initiative_id}/progress",
+    operation_id="scorecard-update-initiative-progress",
+    summary="Report an initiative's progress (its owner organisation only)",
+    response_model=InitiativeState,
+    responses=COMMAND_ERRORS,
+)
+async def update_initiative_progress(
+    alliance_id: UUID,
+    initiative_id: UUID,
+    progress: InitiativeProgress,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    command = UpdateInitiativeProgress(initiative_id=initiative_id, progress=progress, by=caller)
+    return await _command(
+        runtime, request, caller, alliance_id, command, _initiative(initiative_id)
+    )
+
+
+class RecordedBenefit(BaseModel):
+    id: UUID
+    entry: BenefitEntry
+    version: int
+
+
+@router.post(
+    "/{alliance_id}/scorecard/benefits",
+    operation_id="scorecard-record-benefit",
+    summary="Record a benefit a partner gained, with its evidence",
+    status_code=201,
+    response_model=RecordedBenefit,
+    responses=COMMAND_ERRORS,
+)
+async def record_benefit(
+    alliance_id: UUID,
+    entry: BenefitEntry,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> JSONResponse:
+    alliance = await known_alliance(runtime, alliance_id, caller)
+    entry_id = uuid4()
+    partners = tuple(p.org_id for p in alliance.partners)
+    return await _command(
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        RecordBenefit(entry_id=entry_id, entry=entry, partners=partners, by=caller),
+        lambda state, version: RecordedBenefit(id=entry_id, entry=entry, version=version),
+        status_code=201,
+    )
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+_board = text(
+    """SELECT currency, thresholds, version FROM scorecard.scorecards
+       WHERE alliance_id = :id AND version >= :min_version"""
+).columns(thresholds=JSONB)
+_kpis = text(
+    """SELECT * FROM scorecard.kpis WHERE alliance_id = :id
+         AND (visibility = 'shared' OR owner_org = :org)
+       ORDER BY position"""
+)
+_numbers_of_kpis = text(
+    """SELECT n.kpi_id, n.period, n.period_order, n.target, n.actual
+       FROM scorecard.kpi_periods n JOIN scorecard.kpis k USING (alliance_id, kpi_id)
+       WHERE n.alliance_id = :id AND (k.visibility = 'shared' OR k.owner_org = :org)
+         AND n.period_order <= :through"""
+)
+_initiatives = text("SELECT * FROM scorecard.initiatives WHERE alliance_id = :id ORDER BY position")
+_progress = text(
+    """SELECT * FROM scorecard.initiative_progress WHERE alliance_id = :id
+       ORDER BY stream_version"""
+)
+_balance = text(
+    """SELECT period, period_order, partner_org, amount FROM scorecard.benefit_balance
+       WHERE alliance_id = :id"""
+)
+_objectives = text("SELECT * FROM scorecard.objectives WHERE alliance_id = :id")
+_links = text("SELECT * FROM scorecard.objective_links WHERE alliance_id = :id")
+
+
+class Board(BaseModel):
+    """What every read starts from: the alliance, its scorecard, and the caller."""
+
+    alliance: KnownAlliance
+    currency: str
+    thresholds: StatusThresholds
+    version: int
+
+    @property
+    def partners(self) -> list[tuple[str, str]]:
+        return [(p.org_id, p.name) for p in self.alliance.partners]
+
+
+async def _open_board(
+    runtime: ServiceRuntime,
+    conn: AsyncConnection,
+    alliance_id: UUID,
+    caller: Actor,
+    min_version: int,
+) -> Board:
+    alliance = await known_alliance(runtime, alliance_id, caller)
+
+    async def lookup() -> Any:
+        params = {"id": alliance_id, "min_version": min_version}
+        found = (await conn.execute(_board, params)).first()
+        await conn.commit()  # the next look must see what was projected meanwhile
+        return found
+
+    row = await runtime.read_your_writes(lookup, projection="scorecard_board")
+    if row is None:
+        raise NotFound("This alliance has no scorecard yet (or it has not caught up: retry)")
+    return Board(
+        alliance=alliance,
+        currency=row.currency,
+        thresholds=StatusThresholds.model_validate(row.thresholds),
+        version=row.version,
+    )
+
+
+def _current_month() -> str:
+    return periods.period_of(datetime.now(UTC).date(), periods.Cadence.month)
+
+
+async def _page(
+    runtime: ServiceRuntime,
+    alliance_id: UUID,
+    caller: Actor,
+    period: str | None,
+    min_version: int,
+) -> views.ScorecardPage:
+    view_period = period or _current_month()
+    params = {"id": alliance_id, "org": caller.org, "through": periods.order(view_period)}
+    async with runtime.engine.connect() as conn:
+        board = await _open_board(runtime, conn, alliance_id, caller, min_version)
+        kpi_rows = (await conn.execute(_kpis, params)).all()
+        number_rows = (await conn.execute(_numbers_of_kpis, params)).all()
+        initiative_rows = (await conn.execute(_initiatives, params)).all()
+        progress_rows = (await conn.execute(_progress, params)).all()
+        balance_rows = (await conn.execute(_balance, params)).all()
+        objective_rows = (await conn.execute(_objectives, params)).all()
+        link_rows = (await conn.execute(_links, params)).all()
+
+    by_kpi: dict[UUID, list[Any]] = {}
+    for row in number_rows:
+        by_kpi.setdefault(row.kpi_id, []).append(row)
+    goals: list[views.KpiCard] = []
+    leading, lagging = views.ByDimension(), views.ByDimension()
+    for row in kpi_rows:
+        kpi = views.kpi_view(row)
+        points = views.series(kpi, by_kpi.get(kpi.id, []), board.thresholds)
+        card = views.kpi_card(kpi, points, view_period)
+        if kpi.headline:
+            goals.append(card)
+        else:
+            group = leading if kpi.kind == "leading" else lagging
+            getattr(group, kpi.dimension.value).append(card)
+    reports: dict[UUID, list[Any]] = {}
+    for row in progress_rows:
+        reports.setdefault(row.initiative_id, []).append(row)
+    points = views.balance_points(balance_rows, board.partners, board.thresholds)
+    return views.ScorecardPage(
+        alliance_id=alliance_id,
+        alliance_name=board.alliance.name,
+        period=view_period,
+        currency=board.currency,
+        thresholds=board.thresholds,
+        version=board.version,
+        goals=goals,
+        leading=leading,
+        lagging=lagging,
+        initiatives=[
+            views.initiative_card(row, reports.get(row.initiative_id, []), view_period)
+            for row in initiative_rows
+        ],
+        balance_of_benefits=views.balance_through(
+            points, board.partners, view_period, board.currency, board.thresholds
+        ),
+        strategy_map=views.strategy_map(
+            objective_rows, link_rows, {row.kpi_id for row in kpi_rows}
+        ),
+    )
+
+
+@router.get(
+    "/{alliance_id}/scorecard",
+    operation_id="scorecard-page",
+    summary="The one-page scorecard for a period",
+    description="Goals, leading and lagging KPIs by dimension (target, actual, status, "
+    "direction), initiatives (completion, direction), the balance of benefits and the "
+    "strategy map, as of the period's end.",
+    response_model=views.ScorecardPage,
+)
+async def scorecard_page(
+    alliance_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    period: PeriodQuery = None,
+    min_version: MinVersion = 0,
+) -> views.ScorecardPage:
+    return await _page(runtime, alliance_id, caller, period, min_version)
+
+
+@router.get(
+    "/{alliance_id}/scorecard/export.csv",
+    operation_id="scorecard-export-csv",
+    summary="The one-page scorecard for a period, as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def export_csv(
+    alliance_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    period: PeriodQuery = None,
+    min_version: MinVersion = 0,
+) -> Response:
+    page = await _page(runtime, alliance_id, caller, period, min_version)
+    filename = f"scorecard-{alliance_id}-{page.period}.csv"
+    return Response(
+        views.page_as_csv(page),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+_one_kpi = text(
+    """SELECT * FROM scorecard.kpis WHERE alliance_id = :id AND kpi_id = :kpi_id
+         AND (visibility = 'shared' OR owner_org = :org)"""
+)
+_kpi_numbers = text(
+    """SELECT period, period_order, target, actual FROM scorecard.kpi_periods
+       WHERE alliance_id = :id AND kpi_id = :kpi_id"""
+)
+_kpi_changes = text(
+    """SELECT * FROM scorecard.kpi_changes WHERE alliance_id = :id AND kpi_id = :kpi_id
+       ORDER BY stream_version"""
+)
+
+
+@router.get(
+    "/{alliance_id}/scorecard/kpis/{kpi_id}/history",
+    operation_id="scorecard-kpi-history",
+    summary="A KPI over time: each period judged, and every change with who made it",
+    response_model=views.KpiHistory,
+)
+async def kpi_history(
+    alliance_id: UUID,
+    kpi_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    min_version: MinVersion = 0,
+) -> views.KpiHistory:
+    params = {"id": alliance_id, "kpi_id": kpi_id, "org": caller.org}
+    async with runtime.engine.connect() as conn:
+        board = await _open_board(runtime, conn, alliance_id, caller, min_version)
+        row = (await conn.execute(_one_kpi, params)).first()
+        if row is None:
+            raise NotFound("No such KPI on this scorecard")
+        numbers = (await conn.execute(_kpi_numbers, params)).all()
+        changes = (await conn.execute(_kpi_changes, params)).all()
+    kpi = views.kpi_view(row)
+    return views.KpiHistory(
+        kpi=kpi,
+        series=views.series(kpi, numbers, board.thresholds),
+        changes=[
+            views.KpiChange(
+                at=c.at,
+                period=c.period,
+                change=c.change,
+                old_value=c.old_value,
+                new_value=c.new_value,
+                status=c.status,
+                source=c.source,
+                note=c.note,
+                by_org=c.by_org,
+                by=c.by_sub,
+            )
+            for c in changes
+        ],
+    )
+
+
+_one_initiative = text(
+    "SELECT * FROM scorecard.initiatives WHERE alliance_id = :id AND initiative_id = :initiative_id"
+)
+_initiative_progress = text(
+    """SELECT * FROM scorecard.initiative_progress
+       WHERE alliance_id = :id AND initiative_id = :initiative_id ORDER BY stream_version"""
+)
+
+
+@router.get(
+    "/{alliance_id}/scorecard/initiatives/{initiative_id}/history",
+    operation_id="scorecard-initiative-history",
+    summary="An initiative and every progress report on it",
+    response_model=views.InitiativeHistory,
+)
+async def initiative_history(
+    alliance_id: UUID,
+    initiative_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    period: PeriodQuery = None,
+    min_version: MinVersion = 0,
+) -> views.InitiativeHistory:
+    params = {"id": alliance_id, "initiative_id": initiative_id}
+    async with runtime.engine.connect() as conn:
+        await _open_board(runtime, conn, alliance_id, caller, min_version)
+        row = (await conn.execute(_one_initiative, params)).first()
+        if row is None:
+            raise NotFound("No such initiative on this scorecard")
+        reports = (await conn.execute(_initiative_progress, params)).all()
+    return views.InitiativeHistory(
+        initiative=views.initiative_card(row, reports, period or _current_month()),
+        progress=[
+            views.ProgressReport(
+                as_of=r.as_of,
+                completion=r.completion,
+                status=r.status,
+                note=r.note,
+                by_org=r.by_org,
+                by=r.by_sub,
+                at=r.at,
+            )
+            for r in reports
+        ],
+    )
+
+
+_ledger = text(
+    """SELECT * FROM scorecard.benefits
+       WHERE alliance_id = :id AND (visibility = 'shared' OR partner_org = :org)
+         AND position > :after
+       ORDER BY position LIMIT :limit"""
+)
+
+
+@router.get(
+    "/{alliance_id}/scorecard/benefits",
+    operation_id="scorecard-benefits-ledger",
+    summary="The benefits ledger: shared entries, and your organisation's private ones",
+    response_model=Page[views.BenefitView],
+)
+async def benefits_ledger(
+    alliance_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    min_version: MinVersion = 0,
+) -> Page[views.BenefitView]:
+    after = decode_cursor(cursor)
+    position = after.get("position") if after else 0
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < 2**31:
+        raise bad_request("The cursor is not one this API gave out")
+    params = {"id": alliance_id, "org": caller.org, "after": position, "limit": limit + 1}
+    async with runtime.engine.connect() as conn:
+        await _open_board(runtime, conn, alliance_id, caller, min_version)
+        rows = (await conn.execute(_ledger, params)).all()
+    items = [
+        views.BenefitView(
+            id=r.entry_id,
+            partner_org=r.partner_org,
+            kind=r.kind,
+            amount=r.amount,
+            currency=r.currency,
+            period=r.period,
+            evidence=r.evidence,
+            visibility=Visibility(r.visibility),
+            recorded_by_org=r.by_org,
+            recorded_by=r.by_sub,
+            recorded_at=r.recorded_at,
+        )
+        for r in rows[:limit]
+    ]
+    next_cursor = (
+        encode_cursor({"position": rows[limit - 1].position}) if len(rows) > limit else None
+    )
+    return Page[views.BenefitView](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{alliance_id}/scorecard/balance-of-benefits",
+    operation_id="scorecard-balance-history",
+    summary="The balance of benefits over time: cumulative shares after each period",
+    response_model=views.BalanceHistory,
+)
+async def balance_history(
+    alliance_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    min_version: MinVersion = 0,
+) -> views.BalanceHistory:
+    async with runtime.engine.connect() as conn:
+        board = await _open_board(runtime, conn, alliance_id, caller, min_version)
+        rows = (await conn.execute(_balance, {"id": alliance_id})).all()
+    return views.BalanceHistory(
+        currency=board.currency,
+        threshold=board.thresholds.imbalance_threshold,
+        points=views.balance_points(rows, board.partners, board.thresholds),
     )

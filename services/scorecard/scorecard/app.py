@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from concord.events import EventRegistry
 from concord.http import create_service_app
 from concord.observability import configure_logging
 from concord.runtime import ServiceRuntime
-from scorecard import api
-from scorecard.projections import KnownAlliances
+from scorecard import api, integrations
+from scorecard.domain.scorecard import EVENTS
+from scorecard.projections import BalanceOfBenefits, KnownAlliances, ScorecardBoard
 from scorecard.settings import ScorecardSettings
 
 
 def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     settings = settings or ScorecardSettings()
     configure_logging(settings.service, settings.log_level)
-    runtime = ServiceRuntime(settings, projections=[KnownAlliances()])
+    registry = EventRegistry(settings.service)
+    registry.register(*EVENTS)
+    runtime = ServiceRuntime(
+        settings,
+        registry=registry,
+        projections=[KnownAlliances(), ScorecardBoard(), BalanceOfBenefits()],
+        ddl=integrations.DDL,
+    )
     return create_service_app(
         runtime,
         title="Concord scorecard",
-        description="The balanced alliance scorecard. Today: the alliances scorecard knows.",
-        routers=[api.router],
+        description="The balanced alliance scorecard: KPIs in five dimensions with targets, "
+        "actuals, status and direction; the strategy map; initiatives; the benefits ledger "
+        "and the balance of benefits; and CRM pipeline ingestion.",
+        routers=[api.router, integrations.router],
     )

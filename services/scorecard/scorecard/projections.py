@@ -1,13 +1,24 @@
-"""The alliances scorecard knows, projected from governance's charter events. Scorecard never
-reads governance's tables: this local copy is how it learns who the partners are."""
+"""Scorecard's read models: the alliances it knows (projected from governance's charter
+events: scorecard never reads governance's tables, this local copy is how it learns who the
+partners are), the scorecard board, and the balance of benefits.
+
+Every `apply` uses only the event (its time, never now()), so a rebuild writes the same rows.
+"""
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT
+from sqlalchemy.dialects.postgresql import UUID as UUID_TYPE
 
 from concord.events import CloudEvent
 from concord.projections import Projection, ReadModel
+from scorecard.domain import periods
 
 
 class KnownAlliances(Projection):
@@ -100,3 +111,468 @@ class KnownAlliances(Projection):
                 )
             case _:
                 model.write(self._touched, common)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+class ScorecardBoard(Projection):
+    """The scorecard as its readers see it: KPIs with their numbers per period and every
+    change to them, the strategy map, initiatives with their progress, the benefits ledger.
+    Status and direction are not stored: the read API derives them with the same rules the
+    aggregate judges by, so a change of thresholds shows everywhere at once."""
+
+    name = "scorecard_board"
+    source = "scorecard"
+    subjects = ("concord.scorecard.scorecard.>",)
+    tables = (
+        "scorecard.scorecards",
+        "scorecard.kpis",
+        "scorecard.kpi_periods",
+        "scorecard.kpi_changes",
+        "scorecard.objectives",
+        "scorecard.objective_links",
+        "scorecard.initiatives",
+        "scorecard.initiative_progress",
+        "scorecard.benefits",
+    )
+
+    def ddl(self) -> list[str]:
+        return [
+            """CREATE TABLE IF NOT EXISTS scorecard.scorecards (
+                alliance_id uuid PRIMARY KEY,
+                currency text NOT NULL,
+                thresholds jsonb NOT NULL,
+                opened_at timestamptz NOT NULL,
+                version integer NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS scorecard.kpis (
+                alliance_id uuid NOT NULL,
+                kpi_id uuid NOT NULL,
+                position integer NOT NULL,
+                name text NOT NULL,
+                description text,
+                dimension text NOT NULL,
+                kind text NOT NULL,
+                unit text NOT NULL,
+                currency text,
+                good_direction text NOT NULL,
+                owner_org text NOT NULL,
+                visibility text NOT NULL,
+                cadence text NOT NULL,
+                headline boolean NOT NULL,
+                feed text,
+                defined_at timestamptz NOT NULL,
+                PRIMARY KEY (alliance_id, kpi_id)
+            )""",
+            """CREATE TABLE IF NOT EXISTS scorecard.kpi_periods (
+                alliance_id uuid NOT NULL,
+                kpi_id uuid NOT NULL,
+                period text NOT NULL,
+                period_order integer NOT NULL,
+                target numeric,
+                actual numeric,
+                actual_source text,
+                updated_at timestamptz NOT NULL,
+                PRIMARY KEY (alliance_id, kpi_id, period)
+            )""",
+            """CREATE TABLE IF NOT EXISTS scorecard.kpi_changes (
+                alliance_id uuid NOT NULL,
+                stream_version integer NOT NULL,
+                kpi_id uuid NOT NULL,
+                period text NOT NULL,
+                change text NOT NULL,
+                old_value numeric,
+                new_value numeric,
+                status text,
+                source text,
+                note text,
+                by_org text,
+                by_sub text,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (alliance_id, stream_version)
+            )""",
+            """CREATE INDEX IF NOT EXISTS kpi_changes_by_kpi
+                ON scorecard.kpi_changes (alliance_id, kpi_id, stream_version)""",
+            """CREATE TABLE IF NOT EXISTS scorecard.objectives (
+                alliance_id uuid NOT NULL,
+                objective_id uuid NOT NULL,
+                position integer NOT NULL,
+                name text NOT NULL,
+                description text,
+                dimension text NOT NULL,
+                kpi_ids uuid[] NOT NULL,
+                PRIMARY KEY (alliance_id, objective_id)
+            )""",
+            """CREATE TABLE IF NOT EXISTS scorecard.objective_links (
+                alliance_id uuid NOT NULL,
+                cause_id uuid NOT NULL,
+                effect_id uuid NOT NULL,
+                position integer NOT NULL,
+                PRIMARY KEY (alliance_id, cause_id, effect_id)
+            )""",
+            """CREATE TABLE IF NOT EXISTS scorecard.initiatives (
+                alliance_id uuid NOT NULL,
+                initiative_id uuid NOT NULL,
+                position integer NOT NULL,
+                name text NOT NULL,
+                description text,
+                dimension text NOT NULL,
+                owner_org text NOT NULL,
+                owner_name text NOT NULL,
+                leading_indicator text NOT NULL,
+                due_date date NOT NULL,
+                launched_at timestamptz NOT NULL,
+                PRIMARY KEY (alliance_id, initiative_id)
+            )""",
+            """CREATE TABLE IF NOT EXISTS scorecard.initiative_progress (
+                alliance_id uuid NOT NULL,
+                stream_version integer NOT NULL,
+                initiative_id uuid NOT NULL,
+                as_of date NOT NULL,
+                completion integer NOT NULL,
+                status text NOT NULL,
+                note text,
+                by_org text NOT NULL,
+                by_sub text NOT NULL,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (alliance_id, stream_version)
+            )""",
+            """CREATE TABLE IF NOT EXISTS scorecard.benefits (
+                alliance_id uuid NOT NULL,
+                entry_id uuid NOT NULL,
+                position integer NOT NULL,
+                partner_org text NOT NULL,
+                kind text NOT NULL,
+                amount numeric NOT NULL,
+                currency text NOT NULL,
+                period text NOT NULL,
+                period_order integer NOT NULL,
+                evidence text NOT NULL,
+                visibility text NOT NULL,
+                by_org text NOT NULL,
+                by_sub text NOT NULL,
+                recorded_at timestamptz NOT NULL,
+                PRIMARY KEY (alliance_id, entry_id)
+            )""",
+            """CREATE INDEX IF NOT EXISTS benefits_in_order
+                ON scorecard.benefits (alliance_id, position)""",
+        ]
+
+    _opened = text(
+        """INSERT INTO scorecard.scorecards (alliance_id, currency, thresholds, opened_at, version)
+           VALUES (:id, :currency, :thresholds, :at, :version)
+           ON CONFLICT (alliance_id) DO NOTHING"""
+    ).bindparams(bindparam("thresholds", type_=JSONB))
+    _thresholds = text(
+        "UPDATE scorecard.scorecards SET thresholds = :thresholds WHERE alliance_id = :id"
+    ).bindparams(bindparam("thresholds", type_=JSONB))
+    _version = text(
+        """UPDATE scorecard.scorecards SET version = :version
+           WHERE alliance_id = :id AND version < :version"""
+    )
+    _kpi = text(
+        """INSERT INTO scorecard.kpis (alliance_id, kpi_id, position, name, description,
+               dimension, kind, unit, currency, good_direction, owner_org, visibility, cadence,
+               headline, feed, defined_at)
+           VALUES (:id, :kpi_id, :version, :name, :description, :dimension, :kind, :unit,
+               :currency, :good_direction, :owner_org, :visibility, :cadence, :headline, :feed,
+               :at)
+           ON CONFLICT DO NOTHING"""
+    )
+    _target = text(
+        """INSERT INTO scorecard.kpi_periods
+               (alliance_id, kpi_id, period, period_order, target, updated_at)
+           VALUES (:id, :kpi_id, :period, :order, :value, :at)
+           ON CONFLICT (alliance_id, kpi_id, period)
+           DO UPDATE SET target = excluded.target, updated_at = excluded.updated_at"""
+    )
+    _actual = text(
+        """INSERT INTO scorecard.kpi_periods
+               (alliance_id, kpi_id, period, period_order, actual, actual_source, updated_at)
+           VALUES (:id, :kpi_id, :period, :order, :value, :source, :at)
+           ON CONFLICT (alliance_id, kpi_id, period)
+           DO UPDATE SET actual = excluded.actual, actual_source = excluded.actual_source,
+                         updated_at = excluded.updated_at"""
+    )
+    _change = text(
+        """INSERT INTO scorecard.kpi_changes (alliance_id, stream_version, kpi_id, period,
+               change, old_value, new_value, status, source, note, by_org, by_sub, at)
+           VALUES (:id, :version, :kpi_id, :period, :change, :old, :new, :status, :source,
+               :note, :by_org, :by_sub, :at)
+           ON CONFLICT DO NOTHING"""
+    )
+    _objective = text(
+        """INSERT INTO scorecard.objectives
+               (alliance_id, objective_id, position, name, description, dimension, kpi_ids)
+           VALUES (:id, :objective_id, :version, :name, :description, :dimension, :kpi_ids)
+           ON CONFLICT DO NOTHING"""
+    ).bindparams(bindparam("kpi_ids", type_=ARRAY(UUID_TYPE)))
+    _link = text(
+        """INSERT INTO scorecard.objective_links (alliance_id, cause_id, effect_id, position)
+           VALUES (:id, :cause_id, :effect_id, :version) ON CONFLICT DO NOTHING"""
+    )
+    _initiative = text(
+        """INSERT INTO scorecard.initiatives (alliance_id, initiative_id, position, name,
+               description, dimension, owner_org, owner_name, leading_indicator, due_date,
+               launched_at)
+           VALUES (:id, :initiative_id, :version, :name, :description, :dimension, :owner_org,
+               :owner_name, :leading_indicator, :due_date, :at)
+           ON CONFLICT DO NOTHING"""
+    )
+    _progress = text(
+        """INSERT INTO scorecard.initiative_progress (alliance_id, stream_version,
+               initiative_id, as_of, completion, status, note, by_org, by_sub, at)
+           VALUES (:id, :version, :initiative_id, :as_of, :completion, :status, :note,
+               :by_org, :by_sub, :at)
+           ON CONFLICT DO NOTHING"""
+    )
+    _benefit = text(
+        """INSERT INTO scorecard.benefits (alliance_id, entry_id, position, partner_org, kind,
+               amount, currency, period, period_order, evidence, visibility, by_org, by_sub,
+               recorded_at)
+           VALUES (:id, :entry_id, :version, :partner_org, :kind, :amount, :currency, :period,
+               :order, :evidence, :visibility, :by_org, :by_sub, :at)
+           ON CONFLICT DO NOTHING"""
+    )
+
+    async def apply(self, model: ReadModel, event: CloudEvent) -> None:
+        d = event.data
+        common = {"id": event.allianceid, "version": event.streamversion, "at": event.time}
+        match event.name:
+            case "scorecard_opened":
+                model.write(
+                    self._opened,
+                    {**common, "currency": d["currency"], "thresholds": d["thresholds"]},
+                )
+                return
+            case "scorecard_thresholds_changed":
+                model.write(
+                    self._thresholds, {"id": event.allianceid, "thresholds": d["thresholds"]}
+                )
+            case "kpi_defined":
+                model.write(
+                    self._kpi,
+                    {
+                        **common,
+                        **{
+                            k: d[k]
+                            for k in (
+                                "kpi_id",
+                                "name",
+                                "description",
+                                "dimension",
+                                "kind",
+                                "unit",
+                                "currency",
+                                "good_direction",
+                                "owner_org",
+                                "visibility",
+                                "cadence",
+                                "headline",
+                                "feed",
+                            )
+                        },
+                    },
+                )
+            case "kpi_target_set":
+                numbers = {
+                    **common,
+                    "kpi_id": d["kpi_id"],
+                    "period": d["period"],
+                    "order": periods.order(d["period"]),
+                    "value": Decimal(d["target"]),
+                }
+                model.write(self._target, numbers)
+                self._log(
+                    model,
+                    common,
+                    d,
+                    "target_set",
+                    d["previous_target"],
+                    d["target"],
+                    by=(d["set_by_org"], d["set_by"]),
+                )
+            case "kpi_actual_recorded" | "kpi_actual_corrected":
+                corrected = event.name == "kpi_actual_corrected"
+                model.write(
+                    self._actual,
+                    {
+                        **common,
+                        "kpi_id": d["kpi_id"],
+                        "period": d["period"],
+                        "order": periods.order(d["period"]),
+                        "value": Decimal(d["actual"]),
+                        "source": d["source"],
+                    },
+                )
+                self._log(
+                    model,
+                    common,
+                    d,
+                    "actual_corrected" if corrected else "actual_recorded",
+                    d.get("previous_actual"),
+                    d["actual"],
+                    by=(d["corrected_by_org"], d["corrected_by"])
+                    if corrected
+                    else (d["recorded_by_org"], d["recorded_by"]),
+                    source=d["source"],
+                    note=d["note"],
+                )
+            case "kpi_went_off_track":
+                self._log(model, common, d, "went_off_track", None, d["actual"], status="off_track")
+            case "kpi_recovered":
+                self._log(model, common, d, "recovered", None, d["actual"], status=d["status"])
+            case "objective_defined":
+                model.write(
+                    self._objective,
+                    {
+                        **common,
+                        "objective_id": d["objective_id"],
+                        "name": d["name"],
+                        "description": d["description"],
+                        "dimension": d["dimension"],
+                        "kpi_ids": [UUID(k) for k in d["kpi_ids"]],
+                    },
+                )
+            case "objectives_linked":
+                model.write(
+                    self._link, {**common, "cause_id": d["cause_id"], "effect_id": d["effect_id"]}
+                )
+            case "initiative_launched":
+                model.write(
+                    self._initiative,
+                    {
+                        **common,
+                        **{
+                            k: d[k]
+                            for k in (
+                                "initiative_id",
+                                "name",
+                                "description",
+                                "dimension",
+                                "owner_org",
+                                "owner_name",
+                                "leading_indicator",
+                            )
+                        },
+                        "due_date": date.fromisoformat(d["due_date"]),
+                    },
+                )
+            case "initiative_progress_updated":
+                model.write(
+                    self._progress,
+                    {
+                        **common,
+                        "initiative_id": d["initiative_id"],
+                        "as_of": date.fromisoformat(d["as_of"]),
+                        "completion": d["completion"],
+                        "status": d["status"],
+                        "note": d["note"],
+                        "by_org": d["updated_by_org"],
+                        "by_sub": d["updated_by"],
+                    },
+                )
+            case "benefit_recorded":
+                model.write(
+                    self._benefit,
+                    {
+                        **common,
+                        **{
+                            k: d[k]
+                            for k in (
+                                "entry_id",
+                                "partner_org",
+                                "kind",
+                                "currency",
+                                "period",
+                                "evidence",
+                                "visibility",
+                            )
+                        },
+                        "amount": Decimal(d["amount"]),
+                        "order": periods.order(d["period"]),
+                        "by_org": d["recorded_by_org"],
+                        "by_sub": d["recorded_by"],
+                    },
+                )
+        model.write(self._version, common)
+
+    def _log(
+        self,
+        model: ReadModel,
+        common: dict[str, Any],
+        d: dict[str, Any],
+        change: str,
+        old: Any,
+        new: Any,
+        *,
+        by: tuple[str, str] | None = None,
+        source: str | None = None,
+        note: str | None = None,
+        status: str | None = None,
+    ) -> None:
+        model.write(
+            self._change,
+            {
+                **common,
+                "kpi_id": d["kpi_id"],
+                "period": d["period"],
+                "change": change,
+                "old": _decimal(old),
+                "new": _decimal(new),
+                "status": status,
+                "source": source,
+                "note": note,
+                "by_org": by[0] if by else None,
+                "by_sub": by[1] if by else None,
+            },
+        )
+
+
+class BalanceOfBenefits(Projection):
+    """Each partner's shared benefits per period, from which the read API derives shares over
+    time and the imbalance index. Private entries stay out: a partner's share must not
+    reveal what another partner keeps to itself."""
+
+    name = "balance_of_benefits"
+    source = "scorecard"
+    subjects = ("concord.scorecard.scorecard.benefit_recorded.>",)
+    tables = ("scorecard.benefit_balance",)
+
+    def ddl(self) -> list[str]:
+        return [
+            """CREATE TABLE IF NOT EXISTS scorecard.benefit_balance (
+                alliance_id uuid NOT NULL,
+                period text NOT NULL,
+                period_order integer NOT NULL,
+                partner_org text NOT NULL,
+                amount numeric NOT NULL,
+                entries integer NOT NULL,
+                PRIMARY KEY (alliance_id, period, partner_org)
+            )""",
+        ]
+
+    _add = text(
+        """INSERT INTO scorecard.benefit_balance
+               (alliance_id, period, period_order, partner_org, amount, entries)
+           VALUES (:id, :period, :order, :partner_org, :amount, 1)
+           ON CONFLICT (alliance_id, period, partner_org) DO UPDATE
+           SET amount = benefit_balance.amount + excluded.amount,
+               entries = benefit_balance.entries + 1"""
+    )
+
+    async def apply(self, model: ReadModel, event: CloudEvent) -> None:
+        d = event.data
+        if event.name == "benefit_recorded" and d["visibility"] == "shared":
+            model.write(
+                self._add,
+                {
+                    "id": event.allianceid,
+                    "period": d["period"],
+                    "order": periods.order(d["period"]),
+                    "partner_org": d["partner_org"],
+                    "amount": Decimal(d["amount"]),
+                },
+            )

@@ -48,6 +48,11 @@ def order(period: str) -> int:
     return int(year) * 12 + int(month)
 
 
+def start_of(period: str) -> date:
+    year, month = (int(x) for x in months_in(period)[0].split("-"))
+    return date(year, month, 1)
+
+
 def end_of(period: str) -> date:
     year, month = (int(x) for x in last_month(period).split("-"))
     following = date(year + month // 12, month % 12 + 1, 1)
