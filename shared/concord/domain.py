@@ -5,11 +5,20 @@ Nothing here does I/O; a domain package imports only this module and `concord.ev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic_core import core_schema
 
 # Text a person typed: trimmed, not blank, without U+0000 (PostgreSQL cannot store it). The
 # pattern carries the same rule into the OpenAPI document, so clients can check it first.
@@ -23,6 +32,64 @@ LongText = Annotated[
 # An organisation's id, as in its members' tokens (the `org` claim).
 ORG_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 OrgId = Annotated[str, StringConstraints(pattern=ORG_ID_PATTERN, min_length=1, max_length=63)]
+
+
+@dataclass(frozen=True)
+class DecimalNumber:
+    """`Annotated[Decimal, DecimalNumber(...)]`: a decimal with at most `digits` digits before
+    the point, rounded half-even to `places` after it. Read from a JSON number or a string like
+    "1234.50", written as a string; the OpenAPI document states exactly what is accepted, so
+    a client can check a value before it sends it."""
+
+    digits: int
+    places: int
+    signed: bool = False
+
+    @property
+    def pattern(self) -> str:
+        return ("^-?" if self.signed else "^") + f"[0-9]{{1,{self.digits}}}(\\.[0-9]+)?$"
+
+    def read(self, value: Any) -> Decimal:
+        if isinstance(value, Decimal):
+            number = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = Decimal(str(value))
+        elif isinstance(value, str) and re.fullmatch(self.pattern, value):
+            number = Decimal(value)
+        else:
+            number = Decimal("NaN")
+        limit = Decimal(10) ** self.digits
+        if (
+            not number.is_finite()
+            or not -limit < number < limit
+            or (not self.signed and number < 0)
+        ):
+            raise ValueError(
+                f"expected a number with at most {self.digits} digits before the point"
+                + ("" if self.signed else ", not negative")
+            )
+        return number.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_EVEN)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            self.read,
+            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="json"),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        if handler.mode == "serialization":
+            return {"type": "string", "pattern": self.pattern}
+        low = {"exclusiveMinimum": -(10**self.digits)} if self.signed else {"minimum": 0}
+        return {
+            "anyOf": [
+                {"type": "number", **low, "exclusiveMaximum": 10**self.digits},
+                {"type": "string", "pattern": self.pattern},
+            ]
+        }
 
 
 class DomainEvent(BaseModel):

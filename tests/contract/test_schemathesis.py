@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -51,6 +51,8 @@ FUZZ = settings(
 class Running:
     url: str
     alliance_id: str  # one that exists, so generated ids can reach more than the 404 branch
+    # Other ids that exist (a KPI, an initiative, objectives), by path parameter name.
+    existing: dict[str, str] = field(default_factory=dict)
 
 
 def _serve(app: FastAPI) -> Iterator[str]:
@@ -97,7 +99,44 @@ def scorecard_server(settings: Callable[..., Any]) -> Iterator[Running]:
             while httpx.get(f"{url}/alliances/{alliance_id}", headers=auth()).status_code != 200:
                 assert time.monotonic() < deadline, "scorecard never learnt of the alliance"
                 time.sleep(0.05)
-            yield Running(url, alliance_id)
+            yield Running(url, alliance_id, _furnish_scorecard(url, alliance_id))
+
+
+def _furnish_scorecard(url: str, alliance_id: str) -> dict[str, str]:
+    """Open the alliance's scorecard with a KPI, an initiative and two objectives in it."""
+    base = f"{url}/alliances/{alliance_id}/scorecard"
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = httpx.post(f"{base}{path}", json=body, headers=auth())
+        assert answer.status_code in (200, 201), answer.text
+        created: dict[str, Any] = answer.json()
+        return created
+
+    post("", {"currency": "EUR"})
+    kpi = post(
+        "/kpis",
+        {
+            "name": "Joint revenue",
+            "dimension": "commercial",
+            "kind": "lagging",
+            "unit": "EUR",
+            "currency": "EUR",
+            "owner_org": "acme",
+        },
+    )
+    initiative = post(
+        "/initiatives",
+        {
+            "name": "Co-selling playbook",
+            "dimension": "operational",
+            "owner_org": "acme",
+            "owner_name": "Ann",
+            "leading_indicator": "Workshops held",
+            "due_date": "2027-03-31",
+        },
+    )
+    objective = post("/objectives", {"name": "Win banks", "dimension": "commercial"})
+    return {"kpi_id": kpi["id"], "initiative_id": initiative["id"], "objective_id": objective["id"]}
 
 
 def _aim(case: schemathesis.Case, running: Running) -> dict[str, str]:
@@ -105,14 +144,21 @@ def _aim(case: schemathesis.Case, running: Running) -> dict[str, str]:
     UUID only ever meets a 404), name one of its partners for about half of the sponsors (a
     random organisation is never one), and speak for the first partner a generated charter
     names, so that creating an alliance can succeed. Returns the headers to add."""
-    alliance_id = (case.path_parameters or {}).get("alliance_id")
-    if isinstance(alliance_id, str):
-        try:
-            if UUID(alliance_id).int % 2 == 0:
-                case.path_parameters["alliance_id"] = running.alliance_id
-        except ValueError:
-            pass  # a deliberately invalid id: leave it for the 422
+    existing = {"alliance_id": running.alliance_id, **running.existing}
+    for name, value in (case.path_parameters or {}).items():
+        if name in existing and isinstance(value, str):
+            try:
+                if UUID(value).int % 2 == 0:
+                    case.path_parameters[name] = existing[name]
+            except ValueError:
+                pass  # a deliberately invalid id: leave it for the 422
     body = case.body if isinstance(case.body, dict) else {}
+    for name in ("owner_org", "partner_org"):  # a partner, about half of the time
+        if isinstance(body.get(name), str) and len(body[name]) % 2 == 0:
+            body[name] = "acme"
+    for name in ("cause_id", "effect_id"):
+        if isinstance(body.get(name), str) and len(body[name]) % 2 == 0:
+            body[name] = existing["objective_id"]
     sponsor_org = body.get("org_id")
     if (
         case.path.endswith("/executive-sponsors")
@@ -135,8 +181,12 @@ def _aim(case: schemathesis.Case, running: Running) -> dict[str, str]:
 
 
 def _a_rule_no_schema_states(case: schemathesis.Case, error: dict[str, Any]) -> bool:
-    """A rule across the whole body: goals distinct regardless of case, each partner once."""
-    return str(error.get("location", "")) == "body" and error.get("type") == "value_error"
+    """A rule across a body or one of its objects: goals distinct regardless of case, each
+    partner once, thresholds in order, a CRM-fed KPI with the currency its metric needs."""
+    location = str(error.get("location", ""))
+    return (location == "body" or location.startswith("body.")) and error.get(
+        "type"
+    ) == "value_error"
 
 
 def refused_only_by_rules_a_schema_cannot_state(

@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from concord.domain import ShortText
+from concord.domain import DecimalNumber, ShortText
 
 MAX_BATCH = 1000
 
@@ -33,7 +33,7 @@ CrmId = Annotated[
     StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$"),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
+Money = Annotated[Decimal, DecimalNumber(digits=16, places=2)]
 
 
 class Metric(StrEnum):

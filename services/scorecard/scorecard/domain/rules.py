@@ -10,9 +10,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum, StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-Ratio = Annotated[Decimal, Field(ge=0, le=10, max_digits=6, decimal_places=4)]
+from concord.domain import DecimalNumber
+
+Ratio = Annotated[Decimal, DecimalNumber(digits=1, places=4)]
 FOUR_PLACES = Decimal("0.0001")
 
 
@@ -47,17 +49,17 @@ class StatusThresholds(BaseModel):
 
     on_track_from: Ratio = Decimal("0.95")
     off_track_below: Ratio = Decimal("0.80")
-    flat_band: Annotated[Decimal, Field(ge=0, le=1, max_digits=5, decimal_places=4)] = Decimal(
-        "0.02"
-    )
-    imbalance_threshold: Annotated[Decimal, Field(gt=0, le=1, max_digits=5, decimal_places=4)] = (
-        Decimal("0.30")
-    )
+    flat_band: Ratio = Decimal("0.02")
+    imbalance_threshold: Ratio = Decimal("0.30")
 
     @model_validator(mode="after")
     def _ordered(self) -> StatusThresholds:
         if self.off_track_below > self.on_track_from:
             raise ValueError("off_track_below cannot be above on_track_from")
+        if self.flat_band >= 1:
+            raise ValueError("flat_band is a fraction of the baseline, below 1")
+        if not 0 < self.imbalance_threshold <= 1:
+            raise ValueError("imbalance_threshold is above 0 and at most 1")
         return self
 
 

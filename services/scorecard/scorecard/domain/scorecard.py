@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from concord.domain import (
     Actor,
     Decider,
+    DecimalNumber,
     DomainEvent,
     Forbidden,
     LongText,
@@ -60,7 +61,7 @@ MAX_OBJECTIVES = 100
 MAX_INITIATIVES = 100
 
 # A KPI value: an amount, a count, a percentage or a number of days.
-Value = Annotated[Decimal, Field(ge=-(10**13), le=10**13, max_digits=18, decimal_places=4)]
+Value = Annotated[Decimal, DecimalNumber(digits=13, places=4, signed=True)]
 
 
 def stream_id(alliance_id: UUID | str) -> str:
