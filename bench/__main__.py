@@ -18,12 +18,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import append, http_load, lag, rebuild
+from bench import append, crm, http_load, lag, rebuild, scorecard_view
 from bench.figures import Figure
 from bench.report import table, write_json
 from bench.stack import Stack, embedded_stack, versions
 
-ALL = ("append", "lag", "rebuild", "http")
+ALL = ("append", "lag", "rebuild", "http", "crm", "view")
 
 
 def _sizes(quick: bool) -> dict[str, Any]:
@@ -33,12 +33,23 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "lag": {"commands": 100, "seconds": 20.0},
             "rebuild": {"events": 2000, "rounds": 1},
             "http": {"count": 200, "concurrency": 16},
+            "crm": {"batches": 3, "items": 200, "senders": 2, "sender_batches": 2},
+            "view": {"kpis": 20, "months": 6, "initiatives": 12, "reports": 3, "requests": 50},
         }
     return {
         "append": {"events": {1: 3000, 8: 8000}, "seconds": 6.0, "rounds": 2},
         "lag": {"commands": 1000, "seconds": 60.0},
         "rebuild": {"events": 20_000, "rounds": 2},
         "http": {"count": 2000, "concurrency": 16},
+        "crm": {"batches": 20, "items": 1000, "senders": 4, "sender_batches": 5},
+        "view": {
+            "kpis": 20,
+            "months": 24,
+            "initiatives": 12,
+            "reports": 3,
+            "requests": 300,
+            "concurrency": 4,
+        },
     }
 
 
@@ -68,6 +79,29 @@ def _notes(figures: list[Figure]) -> list[str]:
         notes.append(
             f"4 http: {d['mode']}; POST p50 {c['p50_ms']:.1f} ms ({c['requests']} requests), "
             f"GET /livez p50 {z['p50_ms']:.1f} ms ({z['requests']} requests)"
+        )
+    if "crm_accepted_1" in by_key:
+        d = by_key["crm_accepted_1"].details
+        notes.append(
+            f"5 crm: {d['batches']} batches x {d['items_per_batch']} items "
+            f"({d['body_bytes'] / 1024:.0f} KiB each), {d['events_appended']:,} events "
+            f"appended; POST p50 {d['post_p50_ms']:.0f} ms (mean of the first quarter "
+            f"{d['post_mean_first_quarter_ms']:.0f} ms, of the last "
+            f"{d['post_mean_last_quarter_ms']:.0f} ms); after the last answer the relay needed "
+            f"{d['relay_done_after_last_answer_seconds']:.1f} s more and the page "
+            f"{d['catch_up_after_last_answer_seconds']:.1f} s; domain alone "
+            f"{d['domain_items_per_second']:,.0f} items/s; setup {d['setup_seconds']} s"
+        )
+    if "view_p50" in by_key:
+        d = by_key["view_p50"].details
+        r = d["reads_only"]
+        notes.append(
+            f"6 view: {d['kpis']} KPIs x {d['months']} months, {d['initiatives']} initiatives x "
+            f"{d['progress_reports_each']} reports, page version {d['page_version']}; setup "
+            f"{d['setup_commands']} commands in {d['setup_seconds']} s "
+            f"({d['setup_retried_409_or_404']} sent again after 409); the page's "
+            f"{r['statements']} reads alone (SQLAlchemy, no HTTP) p50 {r['p50_ms']:.2f} ms, "
+            f"p99 {r['p99_ms']:.2f} ms"
         )
     return notes
 
@@ -114,7 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     def run_http(stack: Stack) -> None:
         figures.extend(http_load.run(stack, **sizes["http"]))
 
-    runners = {"append": run_append, "lag": run_lag, "rebuild": run_rebuild, "http": run_http}
+    def run_crm(stack: Stack) -> None:
+        found, steps = crm.run(stack, **sizes["crm"])
+        figures.extend(found)
+        ladders["5 crm, 1 CRM"] = steps
+
+    def run_view(stack: Stack) -> None:
+        figures.extend(scorecard_view.run(stack, **sizes["view"]))
+
+    runners = {
+        "append": run_append,
+        "lag": run_lag,
+        "rebuild": run_rebuild,
+        "http": run_http,
+        "crm": run_crm,
+        "view": run_view,
+    }
     print("starting embedded PostgreSQL and NATS ...", file=sys.stderr, flush=True)
     with embedded_stack() as stack:
         for name in ALL:

@@ -38,15 +38,23 @@ def _die_with_parent() -> None:
 
 @contextlib.contextmanager
 def governance_server(stack: Stack, log: Path) -> Iterator[str]:
+    with service_server(stack, log, "governance", DATABASE) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def service_server(stack: Stack, log: Path, service: str, database: str) -> Iterator[str]:
+    """`uvicorn <service>.app:create_app --factory` (1 worker) on a free loopback port, on
+    the benchmark's PostgreSQL database `database` and NATS; yields its URL once ready."""
     port = free_port()
     env = {
         **os.environ,
-        "CONCORD_DATABASE_URL": stack.url(DATABASE),
+        "CONCORD_DATABASE_URL": stack.url(database),
         "CONCORD_NATS_URL": stack.nats.url,
         "CONCORD_JWT_SECRET": JWT_SECRET,
     }
     command = [
-        sys.executable, "-m", "uvicorn", "governance.app:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", f"{service}.app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
     ]  # fmt: skip
     with log.open("ab") as out:
@@ -64,12 +72,12 @@ def governance_server(stack: Stack, log: Path) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"governance exited with {server.returncode}; see {log}")
+                raise RuntimeError(f"{service} exited with {server.returncode}; see {log}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"governance not ready within 60s; see {log}")
+                raise RuntimeError(f"{service} not ready within 60s; see {log}")
             time.sleep(0.1)
         yield url
     finally:

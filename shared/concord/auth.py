@@ -102,16 +102,16 @@ SIGNATURE_CHALLENGE = 'Concord-Signature realm="concord"'
 def verify_signature(
     secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: float, now: float
 ) -> None:
-    """Refuse a webhook whose signature does not match, or whose timestamp is too far from
-    now: an old signed request replayed later is refused by its timestamp."""
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    """Refuse a webhook whose signature does not match exactly, or whose timestamp is too far
+    from now: an old signed request replayed later is refused by its timestamp."""
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise Unauthorized("The timestamp must be Unix seconds", SIGNATURE_CHALLENGE)
     if abs(now - int(timestamp)) > tolerance:
         raise Unauthorized(
             f"The timestamp is more than {int(tolerance)} seconds from now: sign it afresh",
             SIGNATURE_CHALLENGE,
         )
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
+    if not signature.isascii() or not hmac.compare_digest(sign(secret, timestamp, body), signature):
         raise Unauthorized(
             "The signature does not match the body and timestamp", SIGNATURE_CHALLENGE
         )

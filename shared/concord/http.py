@@ -422,6 +422,8 @@ ETAG = {
 
 # Marks an operation called by another system with a signed body instead of a bearer token.
 SIGNED_WEBHOOK = "x-concord-signed-webhook"
+# Marks a POST that writes no event (`commands.remembered`): Idempotency-Key, but no ETag.
+NOT_A_STREAM = "x-concord-not-a-stream"
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -454,6 +456,8 @@ def document_command_headers(schema: dict[str, Any]) -> None:
             continue  # a signed webhook is idempotent by its own event ids
         parameters = command.setdefault("parameters", [])
         parameters.append(IDEMPOTENCY_KEY)
+        if command.get(NOT_A_STREAM):
+            continue
         if "{" in path:
             parameters.append(IF_MATCH)
         for status, response in command["responses"].items():

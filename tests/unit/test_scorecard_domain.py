@@ -102,7 +102,7 @@ def kpi(name: str = "Joint pipeline", **overrides: Any) -> KpiDefinition:
 
 def defined(state: Scorecard, by: Actor = ANN, **overrides: Any) -> tuple[UUID, Scorecard]:
     kpi_id = uuid4()
-    _, state = run(state, DefineKpi(kpi_id, kpi(**overrides), by))
+    _, state = run(state, DefineKpi(kpi_id, kpi(**overrides), PARTNERS, by))
     return kpi_id, state
 
 
@@ -263,7 +263,7 @@ def test_changing_thresholds_only_when_they_change() -> None:
 
 def test_defining_a_kpi() -> None:
     kpi_id = uuid4()
-    [event], state = run(opened(), DefineKpi(kpi_id, kpi(), ANN))
+    [event], state = run(opened(), DefineKpi(kpi_id, kpi(), PARTNERS, ANN))
     assert isinstance(event, KpiDefined)
     assert (event.kpi_id, event.owner_org, event.visibility) == (kpi_id, "acme", Visibility.shared)
     assert state.kpis[kpi_id].name == "Joint pipeline"
@@ -289,7 +289,7 @@ def test_kpi_names_are_unique_among_the_kpis_the_caller_can_see() -> None:
     _, state = defined(
         opened(), by=GUS, name="Partner NPS", owner_org="globex", visibility=Visibility.private
     )
-    [event], state = run(state, DefineKpi(uuid4(), kpi("partner nps"), ANN))
+    [event], state = run(state, DefineKpi(uuid4(), kpi("partner nps"), PARTNERS, ANN))
     assert isinstance(event, KpiDefined)
     with pytest.raises(Rejected, match="already a KPI named"):
         defined(state, name="PARTNER NPS")
@@ -454,14 +454,14 @@ def progress(
 
 def test_an_initiative_is_owned_by_a_partner() -> None:
     with pytest.raises(Rejected, match="initech is not a partner"):
-        scorecard.decide(opened(), LaunchInitiative(uuid4(), plan("initech"), ANN))
-    [event] = scorecard.decide(opened(), LaunchInitiative(uuid4(), plan("globex"), ANN))
+        scorecard.decide(opened(), LaunchInitiative(uuid4(), plan("initech"), PARTNERS, ANN))
+    [event] = scorecard.decide(opened(), LaunchInitiative(uuid4(), plan("globex"), PARTNERS, ANN))
     assert isinstance(event, InitiativeLaunched) and event.owner_org == "globex"
 
 
 def test_only_the_owner_reports_progress_and_never_back_in_time() -> None:
     initiative_id = uuid4()
-    _, state = run(opened(), LaunchInitiative(initiative_id, plan(), ANN))
+    _, state = run(opened(), LaunchInitiative(initiative_id, plan(), PARTNERS, ANN))
     update = UpdateInitiativeProgress(initiative_id, progress(40, date(2026, 3, 10)), GUS)
     with pytest.raises(Forbidden, match="Only acme"):
         scorecard.decide(state, update)
@@ -690,7 +690,7 @@ def test_a_kpi_defined_later_counts_what_the_crm_already_reported() -> None:
     )
     kpi_id = uuid4()
     definition = kpi("Pipeline", unit="EUR", currency="EUR", feed=Metric.pipeline_value)
-    events, state = run(state, DefineKpi(kpi_id, definition, ANN))
+    events, state = run(state, DefineKpi(kpi_id, definition, PARTNERS, ANN))
     assert types(events) == [KpiDefined, KpiActualRecorded, KpiActualRecorded]
     backfill = [(e.period, e.actual, e.source) for e in events if isinstance(e, KpiActualRecorded)]
     assert backfill == [("2026-02", D(100), "crm"), ("2026-03", D(120), "crm")]

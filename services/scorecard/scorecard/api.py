@@ -5,7 +5,7 @@ alliance gets 404 everywhere, and a partner never sees another partner's private
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -13,7 +13,6 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import JSONResponse, Response
 
 from concord import commands
@@ -164,13 +163,14 @@ async def _command(
     request: Request,
     caller: Actor,
     alliance_id: UUID,
-    command: Any,
+    command: Callable[[tuple[str, ...]], Any],
     respond: Callable[[Scorecard, int], BaseModel],
     *,
     status_code: int = 200,
     location: str | None = None,
 ) -> JSONResponse:
-    await known_alliance(runtime, alliance_id, caller)
+    """Run a command built for the alliance's current partners (as governance says)."""
+    alliance = await known_alliance(runtime, alliance_id, caller)
     return await commands.execute(
         runtime,
         request,
@@ -178,7 +178,7 @@ async def _command(
         scorecard,
         stream_id=stream_id(alliance_id),
         alliance_id=str(alliance_id),
-        command=command,
+        command=command(tuple(p.org_id for p in alliance.partners)),
         authorize=lambda state: require_manager(caller),
         respond=respond,
         status_code=status_code,
@@ -196,17 +196,20 @@ class ScorecardSummary(BaseModel):
     version: int
 
 
-def _summary(state: Scorecard, version: int) -> ScorecardSummary:
-    assert state.alliance_id is not None
-    return ScorecardSummary(
-        alliance_id=state.alliance_id,
-        currency=state.currency,
-        thresholds=state.thresholds,
-        kpis=len(state.kpis),
-        objectives=len(state.objectives),
-        initiatives=len(state.initiatives),
-        version=version,
-    )
+def _summary(caller: Actor) -> Callable[[Scorecard, int], ScorecardSummary]:
+    def respond(state: Scorecard, version: int) -> ScorecardSummary:
+        assert state.alliance_id is not None
+        return ScorecardSummary(
+            alliance_id=state.alliance_id,
+            currency=state.currency,
+            thresholds=state.thresholds,
+            kpis=sum(k.visible_to(caller.org) for k in state.kpis.values()),
+            objectives=len(state.objectives),
+            initiatives=len(state.initiatives),
+            version=version,
+        )
+
+    return respond
 
 
 @router.post(
@@ -224,15 +227,15 @@ async def open_scorecard(
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    alliance = await known_alliance(runtime, alliance_id, caller)
-    partners = tuple(p.org_id for p in alliance.partners)
     return await _command(
         runtime,
         request,
         caller,
         alliance_id,
-        OpenScorecard(alliance_id=alliance_id, setup=setup, partners=partners, by=caller),
-        _summary,
+        lambda partners: OpenScorecard(
+            alliance_id=alliance_id, setup=setup, partners=partners, by=caller
+        ),
+        _summary(caller),
         status_code=201,
         location=f"/alliances/{alliance_id}/scorecard",
     )
@@ -252,8 +255,14 @@ async def change_thresholds(
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    command = ChangeThresholds(thresholds=thresholds, by=caller)
-    return await _command(runtime, request, caller, alliance_id, command, _summary)
+    return await _command(
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        lambda _: ChangeThresholds(thresholds=thresholds, by=caller),
+        _summary(caller),
+    )
 
 
 class KpiNumbers(BaseModel):
@@ -316,7 +325,9 @@ async def define_kpi(
         request,
         caller,
         alliance_id,
-        DefineKpi(kpi_id=kpi_id, definition=definition, by=caller),
+        lambda partners: DefineKpi(
+            kpi_id=kpi_id, definition=definition, partners=partners, by=caller
+        ),
         respond,
         status_code=201,
         location=f"/alliances/{alliance_id}/scorecard/kpis/{kpi_id}",
@@ -338,9 +349,13 @@ async def set_kpi_target(
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    command = SetKpiTarget(kpi_id=kpi_id, target=target, by=caller)
     return await _command(
-        runtime, request, caller, alliance_id, command, _numbers(kpi_id, target.period)
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        lambda _: SetKpiTarget(kpi_id=kpi_id, target=target, by=caller),
+        _numbers(kpi_id, target.period),
     )
 
 
@@ -361,9 +376,13 @@ async def record_kpi_actual(
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    command = RecordKpiActual(kpi_id=kpi_id, actual=actual, by=caller)
     return await _command(
-        runtime, request, caller, alliance_id, command, _numbers(kpi_id, actual.period)
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        lambda _: RecordKpiActual(kpi_id=kpi_id, actual=actual, by=caller),
+        _numbers(kpi_id, actual.period),
     )
 
 
@@ -412,7 +431,7 @@ async def define_objective(
         request,
         caller,
         alliance_id,
-        DefineObjective(objective_id=objective_id, definition=definition, by=caller),
+        lambda _: DefineObjective(objective_id=objective_id, definition=definition, by=caller),
         _objective(objective_id, caller),
         status_code=201,
     )
@@ -437,7 +456,7 @@ async def link_objectives(
         request,
         caller,
         alliance_id,
-        LinkObjectives(link=link, by=caller),
+        lambda _: LinkObjectives(link=link, by=caller),
         _objective(link.cause_id, caller),
     )
 
@@ -487,7 +506,9 @@ async def launch_initiative(
         request,
         caller,
         alliance_id,
-        LaunchInitiative(initiative_id=initiative_id, plan=plan, by=caller),
+        lambda partners: LaunchInitiative(
+            initiative_id=initiative_id, plan=plan, partners=partners, by=caller
+        ),
         _initiative(initiative_id),
         status_code=201,
         location=f"/alliances/{alliance_id}/scorecard/initiatives/{initiative_id}",
@@ -509,9 +530,15 @@ async def update_initiative_progress(
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    command = UpdateInitiativeProgress(initiative_id=initiative_id, progress=progress, by=caller)
     return await _command(
-        runtime, request, caller, alliance_id, command, _initiative(initiative_id)
+        runtime,
+        request,
+        caller,
+        alliance_id,
+        lambda _: UpdateInitiativeProgress(
+            initiative_id=initiative_id, progress=progress, by=caller
+        ),
+        _initiative(initiative_id),
     )
 
 
@@ -536,15 +563,15 @@ async def record_benefit(
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    alliance = await known_alliance(runtime, alliance_id, caller)
     entry_id = uuid4()
-    partners = tuple(p.org_id for p in alliance.partners)
     return await _command(
         runtime,
         request,
         caller,
         alliance_id,
-        RecordBenefit(entry_id=entry_id, entry=entry, partners=partners, by=caller),
+        lambda partners: RecordBenefit(
+            entry_id=entry_id, entry=entry, partners=partners, by=caller
+        ),
         lambda state, version: RecordedBenefit(id=entry_id, entry=entry, version=version),
         status_code=201,
     )
@@ -594,19 +621,16 @@ class Board(BaseModel):
 
 
 async def _open_board(
-    runtime: ServiceRuntime,
-    conn: AsyncConnection,
-    alliance_id: UUID,
-    caller: Actor,
-    min_version: int,
+    runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, min_version: int
 ) -> Board:
+    """Checked before a read opens its connection: a read never holds one pooled connection
+    while it waits for another."""
     alliance = await known_alliance(runtime, alliance_id, caller)
 
     async def lookup() -> Any:
-        params = {"id": alliance_id, "min_version": min_version}
-        found = (await conn.execute(_board, params)).first()
-        await conn.commit()  # the next look must see what was projected meanwhile
-        return found
+        async with runtime.engine.connect() as conn:
+            params = {"id": alliance_id, "min_version": min_version}
+            return (await conn.execute(_board, params)).first()
 
     row = await runtime.read_your_writes(lookup, projection="scorecard_board")
     if row is None:
@@ -619,8 +643,12 @@ async def _open_board(
     )
 
 
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
 def _current_month() -> str:
-    return periods.period_of(datetime.now(UTC).date(), periods.Cadence.month)
+    return periods.period_of(_today(), periods.Cadence.month)
 
 
 async def _page(
@@ -631,9 +659,11 @@ async def _page(
     min_version: int,
 ) -> views.ScorecardPage:
     view_period = period or _current_month()
-    params = {"id": alliance_id, "org": caller.org, "through": periods.order(view_period)}
+    # Up to the end of the quarter: a quarterly KPI in a month's view shows that quarter.
+    through = periods.order(periods.as_seen_in(view_period, periods.Cadence.quarter))
+    params = {"id": alliance_id, "org": caller.org, "through": through}
+    board = await _open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:
-        board = await _open_board(runtime, conn, alliance_id, caller, min_version)
         kpi_rows = (await conn.execute(_kpis, params)).all()
         number_rows = (await conn.execute(_numbers_of_kpis, params)).all()
         initiative_rows = (await conn.execute(_initiatives, params)).all()
@@ -671,7 +701,7 @@ async def _page(
         leading=leading,
         lagging=lagging,
         initiatives=[
-            views.initiative_card(row, reports.get(row.initiative_id, []), view_period)
+            views.initiative_card(row, reports.get(row.initiative_id, []), view_period, _today())
             for row in initiative_rows
         ],
         balance_of_benefits=views.balance_through(
@@ -740,6 +770,28 @@ _kpi_changes = text(
 
 
 @router.get(
+    "/{alliance_id}/scorecard/kpis/{kpi_id}",
+    operation_id="scorecard-kpi",
+    summary="A KPI's definition",
+    response_model=views.KpiView,
+)
+async def get_kpi(
+    alliance_id: UUID,
+    kpi_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    min_version: MinVersion = 0,
+) -> views.KpiView:
+    await _open_board(runtime, alliance_id, caller, min_version)
+    params = {"id": alliance_id, "kpi_id": kpi_id, "org": caller.org}
+    async with runtime.engine.connect() as conn:
+        row = (await conn.execute(_one_kpi, params)).first()
+    if row is None:
+        raise NotFound("No such KPI on this scorecard")
+    return views.kpi_view(row)
+
+
+@router.get(
     "/{alliance_id}/scorecard/kpis/{kpi_id}/history",
     operation_id="scorecard-kpi-history",
     summary="A KPI over time: each period judged, and every change with who made it",
@@ -753,8 +805,8 @@ async def kpi_history(
     min_version: MinVersion = 0,
 ) -> views.KpiHistory:
     params = {"id": alliance_id, "kpi_id": kpi_id, "org": caller.org}
+    board = await _open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:
-        board = await _open_board(runtime, conn, alliance_id, caller, min_version)
         row = (await conn.execute(_one_kpi, params)).first()
         if row is None:
             raise NotFound("No such KPI on this scorecard")
@@ -792,6 +844,25 @@ _initiative_progress = text(
 
 
 @router.get(
+    "/{alliance_id}/scorecard/initiatives/{initiative_id}",
+    operation_id="scorecard-initiative",
+    summary="An initiative as of a period's end (the current month by default)",
+    response_model=views.InitiativeCard,
+)
+async def get_initiative(
+    alliance_id: UUID,
+    initiative_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    period: PeriodQuery = None,
+    min_version: MinVersion = 0,
+) -> views.InitiativeCard:
+    return (
+        await initiative_history(alliance_id, initiative_id, caller, runtime, period, min_version)
+    ).initiative
+
+
+@router.get(
     "/{alliance_id}/scorecard/initiatives/{initiative_id}/history",
     operation_id="scorecard-initiative-history",
     summary="An initiative and every progress report on it",
@@ -806,14 +877,14 @@ async def initiative_history(
     min_version: MinVersion = 0,
 ) -> views.InitiativeHistory:
     params = {"id": alliance_id, "initiative_id": initiative_id}
+    await _open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:
-        await _open_board(runtime, conn, alliance_id, caller, min_version)
         row = (await conn.execute(_one_initiative, params)).first()
         if row is None:
             raise NotFound("No such initiative on this scorecard")
         reports = (await conn.execute(_initiative_progress, params)).all()
     return views.InitiativeHistory(
-        initiative=views.initiative_card(row, reports, period or _current_month()),
+        initiative=views.initiative_card(row, reports, period or _current_month(), _today()),
         progress=[
             views.ProgressReport(
                 as_of=r.as_of,
@@ -856,8 +927,8 @@ async def benefits_ledger(
     if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < 2**31:
         raise bad_request("The cursor is not one this API gave out")
     params = {"id": alliance_id, "org": caller.org, "after": position, "limit": limit + 1}
+    await _open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:
-        await _open_board(runtime, conn, alliance_id, caller, min_version)
         rows = (await conn.execute(_ledger, params)).all()
     items = [
         views.BenefitView(
@@ -893,8 +964,8 @@ async def balance_history(
     runtime: RuntimeDep,
     min_version: MinVersion = 0,
 ) -> views.BalanceHistory:
+    board = await _open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:
-        board = await _open_board(runtime, conn, alliance_id, caller, min_version)
         rows = (await conn.execute(_balance, {"id": alliance_id})).all()
     return views.BalanceHistory(
         currency=board.currency,

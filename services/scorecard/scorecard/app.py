@@ -10,7 +10,7 @@ from concord.observability import configure_logging
 from concord.runtime import ServiceRuntime
 from scorecard import api, integrations
 from scorecard.domain.scorecard import EVENTS
-from scorecard.projections import BalanceOfBenefits, KnownAlliances, ScorecardBoard
+from scorecard.projections import KnownAlliances, ScorecardBoard
 from scorecard.settings import ScorecardSettings
 
 
@@ -22,7 +22,7 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     runtime = ServiceRuntime(
         settings,
         registry=registry,
-        projections=[KnownAlliances(), ScorecardBoard(), BalanceOfBenefits()],
+        projections=[KnownAlliances(), ScorecardBoard()],
         ddl=integrations.DDL,
     )
     return create_service_app(

@@ -29,7 +29,14 @@ from starlette.responses import JSONResponse, Response
 from concord import commands
 from concord.auth import SIGNATURE_CHALLENGE, Unauthorized, verify_signature
 from concord.domain import Actor, NotFound
-from concord.http import SIGNED_WEBHOOK, CallerDep, RuntimeDep, inline_schema, require_manager
+from concord.http import (
+    NOT_A_STREAM,
+    SIGNED_WEBHOOK,
+    CallerDep,
+    RuntimeDep,
+    inline_schema,
+    require_manager,
+)
 from concord.problems import ProblemError, problem_responses
 from scorecard.api import known_alliance
 from scorecard.domain.pipeline import MAX_BATCH, PipelineItem
@@ -115,6 +122,7 @@ _credential = text(
     status_code=201,
     response_model=IssuedCredential,
     responses=problem_responses(403),
+    openapi_extra={NOT_A_STREAM: True},
 )
 async def issue_credential(
     alliance_id: UUID, caller: CallerDep, runtime: RuntimeDep, request: Request
@@ -295,6 +303,7 @@ async def ingest_crm_events(
     ] = None,
 ) -> JSONResponse:
     body = await request.body()
+    signature = signature.strip() if signature else signature  # one form, for replay checks
     if not credential or not timestamp or not signature:
         raise Unauthorized(
             "Sign the request: Concord-Credential, Concord-Timestamp and Concord-Signature "
@@ -328,40 +337,46 @@ async def ingest_crm_events(
                 "with a fresh timestamp (its items are idempotent by their ids)",
             )
         ids = [item.id for _, item, _ in items]
-        seen = {
+        received = {
             row.crm_event_id: row.content_hash
             for row in await conn.execute(
                 _receipts, {"alliance_id": alliance_id, "org": org, "ids": ids}
             )
         }
-        fresh = []
-        for index, item, content_hash in items:
-            if item.id in seen:
-                same = seen[item.id] == content_hash
-                results[index] = ItemResult(
-                    index=index,
-                    id=item.id,
-                    status="duplicate" if same else "rejected",
-                    detail="Already received"
-                    if same
-                    else "This event id was already received with different content",
-                )
-            else:
-                seen[item.id] = content_hash  # a repeat later in the same batch
-                fresh.append((index, item, content_hash))
-        outcome = ingest(write.state, IngestPipeline(tuple(i for _, i, _ in fresh), org, by))
-        await write.append(outcome.events)
         receipts = []
-        for (index, item, content_hash), verdict in zip(fresh, outcome.verdicts, strict=True):
-            if verdict.accepted:
-                results[index] = ItemResult(index=index, id=item.id, status="accepted")
-                receipts.append(
-                    {"alliance_id": alliance_id, "org": org, "id": item.id, "hash": content_hash}
-                )
-            else:
-                results[index] = ItemResult(
-                    index=index, id=item.id, status="rejected", detail=verdict.reason
-                )
+        pending = items
+        # An id repeated within the batch waits for a later round: it is a duplicate if its
+        # first occurrence was accepted, and judged on its own if that one was rejected.
+        while pending:
+            now, later, ids_now = [], [], set()
+            for entry in pending:
+                index, item, content_hash = entry
+                if item.id in received:
+                    results[index] = _already(index, item.id, received[item.id] == content_hash)
+                elif item.id in ids_now:
+                    later.append(entry)
+                else:
+                    ids_now.add(item.id)
+                    now.append(entry)
+            outcome = ingest(write.state, IngestPipeline(tuple(i for _, i, _ in now), org, by))
+            await write.append(outcome.events)
+            for (index, item, content_hash), verdict in zip(now, outcome.verdicts, strict=True):
+                if verdict.accepted:
+                    results[index] = ItemResult(index=index, id=item.id, status="accepted")
+                    received[item.id] = content_hash
+                    receipts.append(
+                        {
+                            "alliance_id": alliance_id,
+                            "org": org,
+                            "id": item.id,
+                            "hash": content_hash,
+                        }
+                    )
+                else:
+                    results[index] = ItemResult(
+                        index=index, id=item.id, status="rejected", detail=verdict.reason
+                    )
+            pending = later
         if receipts:
             await conn.execute(_receive, receipts)
         ordered = [results[i] for i in sorted(results)]
@@ -383,6 +398,17 @@ async def ingest_crm_events(
         handle=handle,
     )
     return JSONResponse(report.model_dump(mode="json"))
+
+
+def _already(index: int, crm_event_id: str, same: bool) -> ItemResult:
+    return ItemResult(
+        index=index,
+        id=crm_event_id,
+        status="duplicate" if same else "rejected",
+        detail="Already received"
+        if same
+        else "This event id was already received with different content",
+    )
 
 
 def _read_items(body: bytes) -> tuple[list[tuple[int, Any, str]], dict[int, ItemResult]]:

@@ -1,6 +1,7 @@
 """Scorecard's read models: the alliances it knows (projected from governance's charter
 events: scorecard never reads governance's tables, this local copy is how it learns who the
-partners are), the scorecard board, and the balance of benefits.
+partners are), and the scorecard board. The board holds the balance of benefits too, so one
+version says how far every part of a scorecard read has caught up.
 
 Every `apply` uses only the event (its time, never now()), so a rebuild writes the same rows.
 """
@@ -119,7 +120,8 @@ def _decimal(value: Any) -> Decimal | None:
 
 class ScorecardBoard(Projection):
     """The scorecard as its readers see it: KPIs with their numbers per period and every
-    change to them, the strategy map, initiatives with their progress, the benefits ledger.
+    change to them, the strategy map, initiatives with their progress, the benefits ledger
+    and the balance of benefits.
     Status and direction are not stored: the read API derives them with the same rules the
     aggregate judges by, so a change of thresholds shows everywhere at once."""
 
@@ -136,6 +138,7 @@ class ScorecardBoard(Projection):
         "scorecard.initiatives",
         "scorecard.initiative_progress",
         "scorecard.benefits",
+        "scorecard.benefit_balance",
     )
 
     def ddl(self) -> list[str]:
@@ -258,6 +261,18 @@ class ScorecardBoard(Projection):
             )""",
             """CREATE INDEX IF NOT EXISTS benefits_in_order
                 ON scorecard.benefits (alliance_id, position)""",
+            # The balance of benefits: each partner's shared benefits per period, from which
+            # the read API derives shares over time and the imbalance index. Private entries
+            # stay out: a share must not reveal what another partner keeps to itself.
+            """CREATE TABLE IF NOT EXISTS scorecard.benefit_balance (
+                alliance_id uuid NOT NULL,
+                period text NOT NULL,
+                period_order integer NOT NULL,
+                partner_org text NOT NULL,
+                amount numeric NOT NULL,
+                entries integer NOT NULL,
+                PRIMARY KEY (alliance_id, period, partner_org)
+            )""",
         ]
 
     _opened = text(
@@ -335,6 +350,15 @@ class ScorecardBoard(Projection):
            VALUES (:id, :entry_id, :version, :partner_org, :kind, :amount, :currency, :period,
                :order, :evidence, :visibility, :by_org, :by_sub, :at)
            ON CONFLICT DO NOTHING"""
+    )
+
+    _balance = text(
+        """INSERT INTO scorecard.benefit_balance
+               (alliance_id, period, period_order, partner_org, amount, entries)
+           VALUES (:id, :period, :order, :partner_org, :amount, 1)
+           ON CONFLICT (alliance_id, period, partner_org) DO UPDATE
+           SET amount = benefit_balance.amount + excluded.amount,
+               entries = benefit_balance.entries + 1"""
     )
 
     async def apply(self, model: ReadModel, event: CloudEvent) -> None:
@@ -497,6 +521,17 @@ class ScorecardBoard(Projection):
                         "by_sub": d["recorded_by"],
                     },
                 )
+                if d["visibility"] == "shared":
+                    model.write(
+                        self._balance,
+                        {
+                            "id": event.allianceid,
+                            "period": d["period"],
+                            "order": periods.order(d["period"]),
+                            "partner_org": d["partner_org"],
+                            "amount": Decimal(d["amount"]),
+                        },
+                    )
         model.write(self._version, common)
 
     def _log(
@@ -529,50 +564,3 @@ class ScorecardBoard(Projection):
                 "by_sub": by[1] if by else None,
             },
         )
-
-
-class BalanceOfBenefits(Projection):
-    """Each partner's shared benefits per period, from which the read API derives shares over
-    time and the imbalance index. Private entries stay out: a partner's share must not
-    reveal what another partner keeps to itself."""
-
-    name = "balance_of_benefits"
-    source = "scorecard"
-    subjects = ("concord.scorecard.scorecard.benefit_recorded.>",)
-    tables = ("scorecard.benefit_balance",)
-
-    def ddl(self) -> list[str]:
-        return [
-            """CREATE TABLE IF NOT EXISTS scorecard.benefit_balance (
-                alliance_id uuid NOT NULL,
-                period text NOT NULL,
-                period_order integer NOT NULL,
-                partner_org text NOT NULL,
-                amount numeric NOT NULL,
-                entries integer NOT NULL,
-                PRIMARY KEY (alliance_id, period, partner_org)
-            )""",
-        ]
-
-    _add = text(
-        """INSERT INTO scorecard.benefit_balance
-               (alliance_id, period, period_order, partner_org, amount, entries)
-           VALUES (:id, :period, :order, :partner_org, :amount, 1)
-           ON CONFLICT (alliance_id, period, partner_org) DO UPDATE
-           SET amount = benefit_balance.amount + excluded.amount,
-               entries = benefit_balance.entries + 1"""
-    )
-
-    async def apply(self, model: ReadModel, event: CloudEvent) -> None:
-        d = event.data
-        if event.name == "benefit_recorded" and d["visibility"] == "shared":
-            model.write(
-                self._add,
-                {
-                    "id": event.allianceid,
-                    "period": d["period"],
-                    "order": periods.order(d["period"]),
-                    "partner_org": d["partner_org"],
-                    "amount": Decimal(d["amount"]),
-                },
-            )

@@ -271,9 +271,12 @@ def kpi_card(kpi: KpiView, points: Sequence[SeriesPoint], view_period: str) -> K
     )
 
 
-def initiative_card(row: Any, reports: Sequence[Any], view_period: str) -> InitiativeCard:
+def initiative_card(
+    row: Any, reports: Sequence[Any], view_period: str, today: date
+) -> InitiativeCard:
     """An initiative as of the end of the view's period, its direction against the end of
-    the period before."""
+    the period before; overdue once its due date has passed (by the period's end or today,
+    whichever comes first) unfinished."""
     end = periods.end_of(view_period)
     now = _latest(reports, end)
     before = _latest(reports, periods.start_of(view_period) - timedelta(days=1))
@@ -295,7 +298,7 @@ def initiative_card(row: Any, reports: Sequence[Any], view_period: str) -> Initi
         if now
         else None,
         as_of=now.as_of if now else None,
-        overdue=row.due_date < end and completion < 100,
+        overdue=row.due_date < min(end, today) and completion < 100,
     )
 
 

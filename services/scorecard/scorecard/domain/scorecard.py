@@ -227,6 +227,7 @@ class ChangeThresholds:
 class DefineKpi:
     kpi_id: UUID
     definition: KpiDefinition
+    partners: tuple[str, ...]  # the alliance's partners now: a KPI is owned by one of them
     by: Actor
 
 
@@ -261,6 +262,7 @@ class LinkObjectives:
 class LaunchInitiative:
     initiative_id: UUID
     plan: InitiativePlan
+    partners: tuple[str, ...]  # the alliance's partners now: one of them owns it
     by: Actor
 
 
@@ -702,8 +704,8 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     thresholds=thresholds, changed_by_org=by.org, changed_by=by.sub
                 )
             ]
-        case DefineKpi(kpi_id=kpi_id, definition=d):
-            return _define_kpi(state, kpi_id, d, by)
+        case DefineKpi(kpi_id=kpi_id, definition=d, partners=partners):
+            return _define_kpi(state, kpi_id, d, partners, by)
         case SetKpiTarget(kpi_id=kpi_id, target=t):
             kpi = _keeper(state, kpi_id, by, t.period)
             previous = state.numbers.get((kpi_id, t.period), Numbers()).target
@@ -772,10 +774,10 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     linked_by=by.sub,
                 )
             ]
-        case LaunchInitiative(initiative_id=initiative_id, plan=p):
+        case LaunchInitiative(initiative_id=initiative_id, plan=p, partners=partners):
             if len(state.initiatives) >= MAX_INITIATIVES:
                 raise Rejected(f"A scorecard has at most {MAX_INITIATIVES} initiatives")
-            if p.owner_org not in state.partners:
+            if p.owner_org not in partners:
                 raise Rejected(f"{p.owner_org} is not a partner", field_name="owner_org")
             if any(i.name.casefold() == p.name.casefold() for i in state.initiatives.values()):
                 raise Rejected(
@@ -849,11 +851,11 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
 
 
 def _define_kpi(
-    state: Scorecard, kpi_id: UUID, d: KpiDefinition, by: Actor
+    state: Scorecard, kpi_id: UUID, d: KpiDefinition, partners: tuple[str, ...], by: Actor
 ) -> list[ScorecardEvent]:
     if len(state.kpis) >= MAX_KPIS:
         raise Rejected(f"A scorecard has at most {MAX_KPIS} KPIs")
-    if d.owner_org not in state.partners:
+    if d.owner_org not in partners:
         raise Rejected(f"{d.owner_org} is not a partner", field_name="owner_org")
     if d.visibility is Visibility.private and d.owner_org != by.org:
         raise Rejected("A private KPI can only be your own organisation's", field_name="owner_org")
