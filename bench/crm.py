@@ -386,7 +386,15 @@ def _domain(batches: Sequence[list[dict[str, Any]]], *, envelopes: bool) -> floa
             **{k: v for k, v in spec.items() if k != "target"}, owner_org=PARTNER_A
         )
         state = scorecard.fold(
-            scorecard.decide(state, DefineKpi(kpi_id=kpi_id, definition=definition, by=by)),
+            scorecard.decide(
+                state,
+                DefineKpi(
+                    kpi_id=kpi_id,
+                    definition=definition,
+                    partners=(PARTNER_A, "globex"),
+                    by=by,
+                ),
+            ),
             state,
         )
         if "target" in spec:

@@ -63,7 +63,8 @@ class StreamWrite(Generic[S]):
     version: int
     appended: int = 0
 
-    async def append(self, events: Sequence[DomainEvent]) -> S:
+    async def append(self, events: Sequence[DomainEvent], folded: S | None = None) -> S:
+        """Append `events`; `folded` is the state after them, when the decision already has it."""
         envelopes = [
             self.runtime.registry.envelope(
                 event,
@@ -78,7 +79,7 @@ class StreamWrite(Generic[S]):
         self.version = await self.runtime.store.append(
             self.conn, self.stream_id, self.version, envelopes
         )
-        self.state = self.decider.fold(events, self.state)
+        self.state = self.decider.fold(events, self.state) if folded is None else folded
         self.appended += len(envelopes)
         return self.state
 

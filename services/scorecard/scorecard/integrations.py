@@ -359,7 +359,7 @@ async def ingest_crm_events(
                     ids_now.add(item.id)
                     now.append(entry)
             outcome = ingest(write.state, IngestPipeline(tuple(i for _, i, _ in now), org, by))
-            await write.append(outcome.events)
+            await write.append(outcome.events, folded=outcome.state)
             for (index, item, content_hash), verdict in zip(now, outcome.verdicts, strict=True):
                 if verdict.accepted:
                     results[index] = ItemResult(index=index, id=item.id, status="accepted")

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar
 from uuid import UUID
 
+import immutables
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from concord.domain import (
@@ -606,7 +607,10 @@ class Scorecard:
     initiatives: Mapping[UUID, Initiative] = field(default_factory=dict)
     shared_benefits: Mapping[str, Decimal] = field(default_factory=dict)  # per partner
     imbalanced: bool = False
-    opportunities: Mapping[tuple[str, str], Opportunity] = field(default_factory=dict)
+    # A persistent map: each pipeline event adds one opportunity without copying them all.
+    opportunities: immutables.Map[tuple[str, str], Opportunity] = field(
+        default_factory=immutables.Map
+    )
     pipeline: Mapping[PipelineKey, Decimal] = field(default_factory=dict)
 
     @property
@@ -670,6 +674,7 @@ class ItemVerdict:
 class Ingested:
     events: list[ScorecardEvent]
     verdicts: list[ItemVerdict]
+    state: Scorecard  # after the events
 
 
 def decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
@@ -1046,7 +1051,8 @@ def ingest(state: Scorecard, command: IngestPipeline) -> Ingested:
     for kpi_id, period in sorted(moved, key=lambda pair: (str(pair[0]), pair[1])):
         kpi = working.kpis[kpi_id]
         actuals += _actual(working, kpi, period, working.metric_total(kpi, period), "crm", None, by)
-    return Ingested(accepted + _judge(working, actuals), verdicts)
+    judged = _judge(working, actuals)
+    return Ingested(accepted + judged, verdicts, fold(judged, working))
 
 
 def _pipeline_event(state: Scorecard, org: str, item: PipelineItem) -> PipelineEvent | str:
@@ -1214,14 +1220,14 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
             month = month_of(event.occurred_at)
             key = (org, event.opportunity_id)
             won = opportunities.get(key)
-            opportunities = {
-                **opportunities,
-                key: replace(
+            opportunities = opportunities.set(
+                key,
+                replace(
                     won or Opportunity(event.currency),
                     created_month=month,
                     amount=event.amount,
                 ),
-            }
+            )
             pipeline = _add(
                 state, (org, Metric.pipeline_value, month, event.currency), event.amount
             )
@@ -1234,7 +1240,7 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
                     (org, Metric.pipeline_value, opportunity.created_month, opportunity.currency),
                     event.amount - opportunity.amount,
                 )
-                opportunities = {**opportunities, key: replace(opportunity, amount=event.amount)}
+                opportunities = opportunities.set(key, replace(opportunity, amount=event.amount))
         case OpportunityWon():
             key = (org, event.opportunity_id)
             opportunity = opportunities.get(key) or Opportunity(event.currency)
@@ -1251,10 +1257,9 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
             pipeline = _add(
                 state, (org, Metric.closed_won_revenue, month, event.currency), event.amount
             )
-            opportunities = {
-                **opportunities,
-                key: replace(opportunity, won_month=month, won_amount=event.amount),
-            }
+            opportunities = opportunities.set(
+                key, replace(opportunity, won_month=month, won_amount=event.amount)
+            )
         case OpportunityLost():
             key = (org, event.opportunity_id)
             lost = opportunities.get(key)
@@ -1264,10 +1269,9 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
                     (org, Metric.closed_won_revenue, lost.won_month, lost.currency),
                     -lost.won_amount,
                 )
-                opportunities = {
-                    **opportunities,
-                    key: replace(lost, won_month=None, won_amount=Decimal(0)),
-                }
+                opportunities = opportunities.set(
+                    key, replace(lost, won_month=None, won_amount=Decimal(0))
+                )
         case ProposalSubmitted():
             month = month_of(event.occurred_at)
             pipeline = _add(state, (org, Metric.proposals_submitted, month, None), Decimal(1))
