@@ -45,26 +45,27 @@ def stack() -> Iterator[Stack]:
             postgres.stop()
 
 
-@pytest.fixture
-async def database_url(stack: Stack) -> AsyncIterator[str]:
-    """A database of its own for each test: no state leaks between tests."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+@asynccontextmanager
+async def fresh_database(stack: Stack, prefix: str = "t") -> AsyncIterator[str]:
+    """A database of its own, dropped afterwards: no state leaks between its users."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(stack.postgres.url(driver="postgresql"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield stack.postgres.url(name)
-    admin = await asyncpg.connect(stack.postgres.url(driver="postgresql"))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield stack.postgres.url(name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(stack.postgres.url(driver="postgresql"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
-@pytest.fixture
-async def nats_url(stack: Stack) -> AsyncIterator[str]:
-    """An empty JetStream for each test."""
+async def empty_jetstream(stack: Stack) -> str:
+    """The session's NATS, running and with no streams left from earlier users."""
     if stack.nats.process is None or stack.nats.process.poll() is not None:
         stack.nats.start()  # a test that stopped NATS may have failed before restarting it
     nc = await nats.connect(stack.nats.url)
@@ -72,7 +73,20 @@ async def nats_url(stack: Stack) -> AsyncIterator[str]:
     for stream in await js.streams_info():
         await js.delete_stream(stream.config.name)
     await nc.close()
-    yield stack.nats.url
+    return stack.nats.url
+
+
+@pytest.fixture
+async def database_url(stack: Stack) -> AsyncIterator[str]:
+    """A database of its own for each test."""
+    async with fresh_database(stack) as url:
+        yield url
+
+
+@pytest.fixture
+async def nats_url(stack: Stack) -> AsyncIterator[str]:
+    """An empty JetStream for each test."""
+    yield await empty_jetstream(stack)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from concord.runtime import ServiceRuntime
 from tests.conftest import Stack
 from tests.integration.scorecard.conftest import PARTNER_A, PARTNER_B, Board, crm_of, open_board
-from tests.integration.scorecard.test_commands import (
+from tests.integration.scorecard.support import (
     PROJECTIONS,
     Services,
     actual,

@@ -1,38 +1,24 @@
 """Every scorecard command through HTTP, against a real PostgreSQL and NATS: what the alliance
-manager asks for, what the scorecard page, the histories and the event store then show.
-
-The module runs one governance and one scorecard service (a database and a JetStream of its
-own) for all its tests: each test opens an alliance of its own, and every route and every
-event-store query here is scoped by alliance, so tests cannot see each other's data. Starting
-and stopping both services around every test would cost about two seconds a test."""
+manager asks for, what the scorecard page, the histories and the event store then show."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import io
-import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import httpx
-import nats
-import pytest
 from sqlalchemy import text
 
-from concord.bus import stream_name
 from concord.db import leadership
 from concord.runtime import ServiceRuntime
-from governance.settings import GovernanceSettings
-from scorecard.settings import ScorecardSettings
 from scorecard.views import CSV_COLUMNS
-from tests.conftest import JWT_SECRET, Stack, auth, charter, serve
+from tests.conftest import auth, charter
 from tests.contract.conftest import assert_problem
 from tests.integration.scorecard.conftest import (
     PARTNER_A,
@@ -41,184 +27,20 @@ from tests.integration.scorecard.conftest import (
     Board,
     kpi,
 )
-
-EVENT = "concord.scorecard.scorecard.{}.v1"
-PROJECTIONS = ("scorecard_board",)
-
-
-# --- one running stack for the module ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Services:
-    governance: httpx.AsyncClient
-    scorecard: httpx.AsyncClient
-    database_url: str
-    scorecard_runtime: ServiceRuntime
-
-
-@asynccontextmanager
-async def running_services(stack: Stack, pool_size: int = 10) -> AsyncIterator[Services]:
-    """Governance and scorecard on a fresh database and an empty JetStream, as the session
-    fixtures set them up for one test, but kept running for as long as the caller needs.
-    The pool is the services' default size (the per-test fixtures use 5): the stranger test
-    in test_visibility asks thirty questions at once."""
-    from governance.app import create_app as create_governance
-    from scorecard.app import create_app as create_scorecard
-
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.postgres.url(driver="postgresql"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    if stack.nats.process is None or stack.nats.process.poll() is not None:
-        stack.nats.start()
-    nc = await nats.connect(stack.nats.url)
-    js = nc.jetstream()
-    for info in await js.streams_info():
-        await js.delete_stream(info.config.name)
-    await nc.close()
-
-    database_url = stack.postgres.url(name)
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "nats_url": stack.nats.url,
-        "jwt_secret": JWT_SECRET,
-        "database_pool_size": pool_size,
-        "relay_poll_interval": 0.5,
-        "read_your_writes_wait": 1.0,
-    }
-    scorecard_app = create_scorecard(ScorecardSettings(**values))
-    try:
-        async with (
-            serve(create_governance(GovernanceSettings(**values))) as governance,
-            serve(scorecard_app) as scorecard,
-        ):
-            yield Services(governance, scorecard, database_url, scorecard_app.state.runtime)
-    finally:
-        admin = await asyncpg.connect(stack.postgres.url(driver="postgresql"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@pytest.fixture(scope="module")
-async def services(stack: Stack) -> AsyncIterator[Services]:
-    async with running_services(stack) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def governance(services: Services) -> httpx.AsyncClient:
-    """Overrides the per-test service: the `board` fixture opens its alliance here."""
-    return services.governance
-
-
-@pytest.fixture(scope="module")
-def scorecard(services: Services) -> httpx.AsyncClient:
-    """Overrides the per-test service: the `board` fixture opens its scorecard here."""
-    return services.scorecard
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-async def stored_events(services: Services, alliance_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """One scorecard's stream in the event store, in order: (event_type, data)."""
-    conn = await asyncpg.connect(services.database_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        rows = await conn.fetch(
-            """SELECT event_type, envelope FROM scorecard.events
-               WHERE stream_id = $1 ORDER BY stream_version""",
-            f"scorecard-{alliance_id}",
-        )
-    finally:
-        await conn.close()
-    return [(row["event_type"], json.loads(row["envelope"])["data"]) for row in rows]
-
-
-async def caught_up(runtime: ServiceRuntime, timeout: float = 10.0) -> None:
-    """Every committed event is on JetStream and every projection has applied and acked it."""
-    js = runtime.bus.js
-    stream = stream_name("scorecard")
-    deadline = time.monotonic() + timeout
-    while True:
-        async with runtime.engine.connect() as conn:
-            committed = (await conn.execute(text("SELECT count(*) FROM scorecard.events"))).scalar()
-        published = (await js.stream_info(stream)).state.messages
-        consumers = [
-            await js.consumer_info(stream, runtime.runners[p].durable) for p in PROJECTIONS
-        ]
-        if published == committed and all(
-            c.num_pending == 0 and c.num_ack_pending == 0 for c in consumers
-        ):
-            return
-        assert time.monotonic() < deadline, "the projections did not catch up"
-        await asyncio.sleep(0.05)
-
-
-def of_type(events: list[tuple[str, dict[str, Any]]], name: str) -> list[dict[str, Any]]:
-    return [data for event_type, data in events if event_type == EVENT.format(name)]
-
-
-def names(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    return [event_type.split(".")[3] for event_type, _ in events]
-
-
-def card(page: dict[str, Any], kpi_id: str) -> dict[str, Any]:
-    """A KPI's card wherever the page shows it (goals, leading or lagging)."""
-    cards = list(page["goals"])
-    for section in ("leading", "lagging"):
-        for group in page[section].values():
-            cards += group
-    found = [c for c in cards if c["id"] == kpi_id]
-    assert len(found) == 1, f"KPI {kpi_id} is shown {len(found)} times"
-    return found[0]
-
-
-def numbers(**values: str | None) -> dict[str, Decimal | None]:
-    return {k: None if v is None else Decimal(v) for k, v in values.items()}
-
-
-async def target(board: Board, kpi_id: str, period: str, value: str) -> dict[str, Any]:
-    return await board.ok(f"/kpis/{kpi_id}/targets", {"period": period, "target": value})
-
-
-async def actual(
-    board: Board, kpi_id: str, period: str, value: str, **extra: Any
-) -> dict[str, Any]:
-    return await board.ok(f"/kpis/{kpi_id}/actuals", {"period": period, "actual": value, **extra})
-
-
-def initiative(**overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "Co-sell playbook",
-        "dimension": "operational",
-        "owner_org": PARTNER_A,
-        "owner_name": "Alice Martin",
-        "leading_indicator": "Sellers trained",
-        "due_date": "2026-01-31",
-        **overrides,
-    }
-
-
-def progress(completion: int, as_of: str, status: str = "in_progress", **extra: Any) -> dict:
-    return {"completion": completion, "status": status, "as_of": as_of, **extra}
-
-
-def benefit(partner: str, amount: str, period: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "partner_org": partner,
-        "kind": "revenue",
-        "amount": amount,
-        "currency": "EUR",
-        "period": period,
-        "evidence": f"Signed deals of {partner} in {period}",
-        **overrides,
-    }
-
+from tests.integration.scorecard.support import (
+    Services,
+    actual,
+    benefit,
+    card,
+    caught_up,
+    initiative,
+    names,
+    numbers,
+    of_type,
+    progress,
+    stored_events,
+    target,
+)
 
 # --- opening ---------------------------------------------------------------------------------
 

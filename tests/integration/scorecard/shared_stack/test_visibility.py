@@ -9,46 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
-import pytest
-
-from tests.conftest import Stack, auth
+from tests.conftest import auth
 from tests.contract.conftest import assert_problem
 from tests.integration.scorecard.conftest import PARTNER_A, PARTNER_B, STRANGER, Board, crm_of, kpi
-from tests.integration.scorecard.test_commands import (
+from tests.integration.scorecard.support import (
     Services,
     actual,
     benefit,
     card,
-    caught_up,
     initiative,
     names,
-    running_services,
     stored_events,
     target,
 )
 
 PRIVATE_NAME = "Acme gross margin"
-
-
-@pytest.fixture(scope="module")
-async def services(stack: Stack) -> AsyncIterator[Services]:
-    async with running_services(stack) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def governance(services: Services) -> httpx.AsyncClient:
-    return services.governance
-
-
-@pytest.fixture(scope="module")
-def scorecard(services: Services) -> httpx.AsyncClient:
-    return services.scorecard
 
 
 def kpi_ids(page: dict[str, Any]) -> list[str]:
@@ -175,7 +153,6 @@ async def test_a_private_benefit_stays_with_its_owner(board: Board, services: Se
     made = await acme_with_secrets(board)
     secret = made["benefit"]
     version = secret["version"]
-    await caught_up(services.scorecard_runtime)  # min_version does not wait for the balance
 
     theirs = await board.get("/benefits", PARTNER_B, min_version=version)
     assert theirs.status_code == 200, theirs.text
