@@ -45,7 +45,8 @@ class StatusThresholds(BaseModel):
     imbalanced from `imbalance_threshold` on (0 = equal shares, 1 = one partner gains all).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Defaults go through the same rounding as given values, so they always read "0.9500".
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     on_track_from: Ratio = Decimal("0.95")
     off_track_below: Ratio = Decimal("0.80")
