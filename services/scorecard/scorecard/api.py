@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -268,9 +269,9 @@ async def change_thresholds(
 class KpiNumbers(BaseModel):
     kpi_id: UUID
     period: str
-    target: Any
-    actual: Any
-    attainment: Any
+    target: Decimal | None
+    actual: Decimal | None
+    attainment: Decimal | None
     status: Status
     version: int
 
@@ -466,7 +467,7 @@ class InitiativeState(BaseModel):
     name: str
     owner_org: str
     completion: int
-    as_of: Any
+    as_of: date | None
     version: int
 
 
