@@ -132,10 +132,7 @@ async def execute(
 ) -> JSONResponse:
     """One command on one stream, as an HTTP answer (see the module docstring)."""
     key = _idempotency_key(request)
-    raw_body = await request.body()
-    request_hash = hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + raw_body
-    ).hexdigest()
+    request_hash = await _request_hash(request)
     scope = f"{caller.org}/{caller.sub}"
     expected = if_match_version(request)
     idempotency = _idempotency(runtime.schema)
@@ -176,9 +173,7 @@ async def remembered(
     """A write that is not an event (an integration credential, say) with the same
     Idempotency-Key promise as a command: `act` and the remembered answer commit together."""
     key = _idempotency_key(request)
-    request_hash = hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
-    ).hexdigest()
+    request_hash = await _request_hash(request)
     scope = f"{caller.org}/{caller.sub}"
     idempotency = _idempotency(runtime.schema)
     async with runtime.engine.begin() as conn:
@@ -190,6 +185,13 @@ async def remembered(
         if key is not None:
             await idempotency.remember(conn, scope, key, status_code, body, {})
     return JSONResponse(body, status_code=status_code)
+
+
+async def _request_hash(request: Request) -> str:
+    """What an Idempotency-Key is bound to: a replay must be the same request."""
+    body = await request.body()
+    target = request.method.encode() + b" " + request.url.path.encode() + b"\n"
+    return hashlib.sha256(target + body).hexdigest()
 
 
 def _idempotency_key(request: Request) -> str | None:

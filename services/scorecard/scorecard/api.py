@@ -287,9 +287,7 @@ def _numbers(kpi_id: UUID, period: str) -> Callable[[Scorecard, int], KpiNumbers
             period=period,
             target=target,
             actual=actual,
-            attainment=attainment(target, actual, kpi.good_direction)
-            if target is not None and actual is not None
-            else None,
+            attainment=attainment(target, actual, kpi.good_direction),
             status=status_of(target, actual, kpi.good_direction, state.thresholds),
             version=version,
         )

@@ -237,17 +237,12 @@ def series(kpi: KpiView, numbers: Iterable[Any], thresholds: StatusThresholds) -
     """A KPI's periods in order, each judged; direction looks at the actuals before it."""
     points, earlier = [], []
     for row in sorted(numbers, key=lambda r: r.period_order):
-        ratio = (
-            attainment(row.target, row.actual, kpi.good_direction)
-            if row.target is not None and row.actual is not None
-            else None
-        )
         points.append(
             SeriesPoint(
                 period=row.period,
                 target=row.target,
                 actual=row.actual,
-                attainment=ratio,
+                attainment=attainment(row.target, row.actual, kpi.good_direction),
                 status=status_of(row.target, row.actual, kpi.good_direction, thresholds),
                 direction=direction_of(earlier, row.actual, thresholds.flat_band),
             )

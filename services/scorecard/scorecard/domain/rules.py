@@ -64,9 +64,15 @@ class StatusThresholds(BaseModel):
         return self
 
 
-def attainment(target: Decimal, actual: Decimal, good: GoodDirection) -> Decimal | None:
-    """How much of the target the actual achieves; None where a ratio means nothing (a zero
-    or negative target), in which case only 'met or not' counts."""
+def attainment(
+    target: Decimal | None, actual: Decimal | None, good: GoodDirection
+) -> Decimal | None:
+    """How much of the target the actual achieves; None until both are known, and where a
+    ratio means nothing (when higher is better, a zero or negative target; when lower is
+    better, a negative target or an actual of zero or less), in which case only 'met or
+    not' counts."""
+    if target is None or actual is None:
+        return None
     if good is GoodDirection.higher:
         if target <= 0:
             return None

@@ -960,7 +960,7 @@ def _judge(state: Scorecard, events: list[ScorecardEvent]) -> list[ScorecardEven
     """The decided events, followed by the status crossings and balance crossings they cause."""
     if not events:
         return events
-    after = fold(events, state)
+    after = scorecard.fold(events, state)
     rethink_all = any(isinstance(e, ScorecardThresholdsChanged) for e in events)
     touched: Iterable[tuple[UUID, str]] = (
         sorted(after.numbers, key=lambda pair: (str(pair[0]), pair[1]))
@@ -1038,21 +1038,18 @@ def ingest(state: Scorecard, command: IngestPipeline) -> Ingested:
         accepted.append(event_or_reason)
         working = evolve(working, event_or_reason)
         verdicts.append(ItemVerdict(True))
-    moved: dict[tuple[UUID, str], None] = {}
-    for key in working.pipeline.keys() - state.pipeline.keys() | {
-        k for k, v in state.pipeline.items() if working.pipeline.get(k) != v
-    }:
+    moved: set[tuple[UUID, str]] = set()
+    for key, total in working.pipeline.items():
         key_org, metric, month, _ = key
         kpi = working.fed_kpi(key_org, metric)
-        if kpi is not None:
-            period = period_of(date.fromisoformat(f"{month}-01"), kpi.cadence)
-            moved[(kpi.kpi_id, period)] = None
+        if kpi is not None and state.pipeline.get(key) != total:
+            moved.add((kpi.kpi_id, period_of(date.fromisoformat(f"{month}-01"), kpi.cadence)))
     actuals: list[ScorecardEvent] = []
     for kpi_id, period in sorted(moved, key=lambda pair: (str(pair[0]), pair[1])):
         kpi = working.kpis[kpi_id]
         actuals += _actual(working, kpi, period, working.metric_total(kpi, period), "crm", None, by)
     judged = _judge(working, actuals)
-    return Ingested(accepted + judged, verdicts, fold(judged, working))
+    return Ingested(accepted + judged, verdicts, scorecard.fold(judged, working))
 
 
 def _pipeline_event(state: Scorecard, org: str, item: PipelineItem) -> PipelineEvent | str:
@@ -1156,8 +1153,10 @@ def _set_numbers(state: Scorecard, kpi_id: UUID, period: str, **change: Decimal)
     return replace(state, numbers={**state.numbers, key: numbers})
 
 
-def _add(state: Scorecard, key: PipelineKey, amount: Decimal) -> dict[PipelineKey, Decimal]:
-    return {**state.pipeline, key: state.pipeline.get(key, Decimal(0)) + amount}
+def _add(
+    pipeline: Mapping[PipelineKey, Decimal], key: PipelineKey, amount: Decimal
+) -> dict[PipelineKey, Decimal]:
+    return {**pipeline, key: pipeline.get(key, Decimal(0)) + amount}
 
 
 def evolve(state: Scorecard, event: DomainEvent) -> Scorecard:
@@ -1229,14 +1228,14 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
                 ),
             )
             pipeline = _add(
-                state, (org, Metric.pipeline_value, month, event.currency), event.amount
+                pipeline, (org, Metric.pipeline_value, month, event.currency), event.amount
             )
         case OpportunityStageChanged():
             key = (org, event.opportunity_id)
             opportunity = opportunities[key]
             if event.amount is not None and opportunity.created_month is not None:
                 pipeline = _add(
-                    state,
+                    pipeline,
                     (org, Metric.pipeline_value, opportunity.created_month, opportunity.currency),
                     event.amount - opportunity.amount,
                 )
@@ -1244,18 +1243,15 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
         case OpportunityWon():
             key = (org, event.opportunity_id)
             opportunity = opportunities.get(key) or Opportunity(event.currency)
-            if opportunity.won_month is not None:
-                state = replace(
-                    state,
-                    pipeline=_add(
-                        state,
-                        (org, Metric.closed_won_revenue, opportunity.won_month, event.currency),
-                        -opportunity.won_amount,
-                    ),
+            if opportunity.won_month is not None:  # a repeat replaces the earlier amount
+                pipeline = _add(
+                    pipeline,
+                    (org, Metric.closed_won_revenue, opportunity.won_month, event.currency),
+                    -opportunity.won_amount,
                 )
             month = month_of(event.close_date)
             pipeline = _add(
-                state, (org, Metric.closed_won_revenue, month, event.currency), event.amount
+                pipeline, (org, Metric.closed_won_revenue, month, event.currency), event.amount
             )
             opportunities = opportunities.set(
                 key, replace(opportunity, won_month=month, won_amount=event.amount)
@@ -1265,7 +1261,7 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
             lost = opportunities.get(key)
             if lost is not None and lost.won_month is not None:
                 pipeline = _add(
-                    state,
+                    pipeline,
                     (org, Metric.closed_won_revenue, lost.won_month, lost.currency),
                     -lost.won_amount,
                 )
@@ -1274,17 +1270,11 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
                 )
         case ProposalSubmitted():
             month = month_of(event.occurred_at)
-            pipeline = _add(state, (org, Metric.proposals_submitted, month, None), Decimal(1))
+            pipeline = _add(pipeline, (org, Metric.proposals_submitted, month, None), Decimal(1))
         case KeyAccountAgreed():
             month = month_of(event.occurred_at)
-            pipeline = _add(state, (org, Metric.key_accounts_agreed, month, None), Decimal(1))
+            pipeline = _add(pipeline, (org, Metric.key_accounts_agreed, month, None), Decimal(1))
     return replace(state, pipeline=pipeline, opportunities=opportunities)
-
-
-def fold(events: Iterable[DomainEvent], state: Scorecard) -> Scorecard:
-    for event in events:
-        state = evolve(state, event)
-    return state
 
 
 scorecard: Decider[Scorecard, Command] = Decider(
