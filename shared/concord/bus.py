@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 
 from concord.events import CloudEvent
@@ -123,6 +132,43 @@ class Bus:
             for event in events
         ]
         await asyncio.wait_for(asyncio.gather(*acks), timeout=10)
+
+    async def durable(
+        self,
+        service: str,
+        durable: str,
+        subjects: Sequence[str],
+        *,
+        after: int,
+        max_ack_pending: int,
+    ) -> JetStreamContext.PullSubscription:
+        """A pull subscription on a durable consumer of `service`'s stream that resumes right
+        after stream sequence `after` (the follower's checkpoint in PostgreSQL, the truth).
+        The consumer is only a cursor: it is re-created whenever it delivered past the
+        checkpoint (those would wait out ack_wait) or was left ahead of it by a rebuild."""
+        js = self.js
+        stream = stream_name(service)
+        try:
+            info = await js.consumer_info(stream, durable)
+        except NotFoundError:
+            info = None
+        delivered = (info.delivered.stream_seq or 0) if info and info.delivered else 0
+        if info is None or delivered > after:
+            if info is not None:
+                await js.delete_consumer(stream, durable)
+            await js.add_consumer(
+                stream,
+                ConsumerConfig(
+                    durable_name=durable,
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=after + 1,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=30,
+                    max_ack_pending=max_ack_pending,
+                    filter_subjects=list(subjects),
+                ),
+            )
+        return await js.pull_subscribe_bind(durable=durable, stream=stream)
 
     async def close(self) -> None:
         self._closing = True

@@ -1,40 +1,88 @@
-"""Running one command end to end, the one way every service does it:
+"""The one command path, whoever starts it (an HTTP request, a reaction to an event, a timer):
 
-HTTP request -> load the stream (the cached state plus newer events) -> (idempotency claim)
--> authorize -> decide -> append events (the outbox) -> store the idempotent response ->
-commit -> answer with the new ETag.
+context -> transaction -> load the stream (the cached state plus newer events)
+-> (idempotency claim) -> authorize -> decide -> append events (the outbox) and their timers
+-> (remember the answer) -> commit -> wake the relay and the scheduler.
 
 Everything between load and commit is one PostgreSQL transaction, so a crash anywhere
-leaves either all of it or none of it. `in_stream` is the same transaction for commands
-that are not one request's one decision (a batch of CRM events, say).
+leaves either all of it or none of it. A reaction's checkpoint and a timer's firing are
+written in that same transaction by their runners, which is what makes them exactly-once in
+effect. Nothing here knows HTTP: `concord.http` builds the context from a request and turns
+an `Answer` into a response.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from fastapi import Request
 from pydantic import BaseModel
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.responses import JSONResponse
 
-from concord.domain import Actor, Decider, DomainEvent
+from concord.clock import SYSTEM_CLOCK, Clock
+from concord.domain import Actor, CancelTimer, Decider, DomainEvent, ScheduleTimer, TimerChange
 from concord.eventstore import StreamConflict
-from concord.http import IDEMPOTENCY_KEY_PATTERN, etag, if_match_version
-from concord.observability import EVENTS_APPENDED, request_id_var
-from concord.problems import ProblemError, bad_request, conflict, precondition_failed
-from concord.runtime import ServiceRuntime
+from concord.observability import EVENTS_APPENDED
+from concord.problems import ProblemError, conflict, precondition_failed
+
+if TYPE_CHECKING:
+    from concord.events import CloudEvent
+    from concord.runtime import ServiceRuntime
 
 S = TypeVar("S")
 C = TypeVar("C")
 T = TypeVar("T")
 RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Idempotent:
+    """An Idempotency-Key as its caller (`scope`) sent it, bound to the request it came with."""
+
+    scope: str
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who asks, and why: everything a command needs from whatever started it."""
+
+    actor: Actor
+    correlation_id: str
+    # The id of the event, timer or request that caused this command.
+    causation_id: str
+    traceparent: str | None = None
+    idempotency: Idempotent | None = None
+    clock: Clock = SYSTEM_CLOCK
+
+    @classmethod
+    def of_event(cls, actor: Actor, cause: CloudEvent, clock: Clock) -> CommandContext:
+        """A reaction's context: caused by the event, in the same correlation and trace."""
+        return cls(
+            actor=actor,
+            correlation_id=cause.correlationid or str(cause.id),
+            causation_id=str(cause.id),
+            traceparent=cause.traceparent,
+            clock=clock,
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a command answers, as it is remembered for an idempotent replay."""
+
+    status_code: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
 
 
 async def current(
@@ -48,78 +96,136 @@ async def current(
     return state, version + len(history)
 
 
+class Transaction:
+    """One attempt at a command: its connection and context, and the streams it writes."""
+
+    def __init__(self, runtime: ServiceRuntime, conn: AsyncConnection, context: CommandContext):
+        self.runtime = runtime
+        self.conn = conn
+        self.context = context
+        self.writes: list[StreamWrite[Any]] = []
+
+    async def stream(
+        self, decider: Decider[S, Any], stream_id: str, alliance_id: str | None
+    ) -> StreamWrite[S]:
+        state, version = await current(self.runtime, self.conn, decider, stream_id)
+        write = StreamWrite(self, decider, stream_id, alliance_id, state, version)
+        self.writes.append(write)
+        return write
+
+    async def _committed(self) -> None:
+        appended = 0
+        for write in self.writes:
+            self.runtime.aggregates.put(write.stream_id, write.version, write.state)
+            appended += write.appended
+        if appended:
+            EVENTS_APPENDED.labels(self.runtime.service).inc(appended)
+            await self.runtime.events_committed()
+        if any(write.timers_changed for write in self.writes):
+            self.runtime.timers_changed()
+
+
 @dataclass
 class StreamWrite(Generic[S]):
-    """One attempt at changing a stream, inside its transaction: the state it decides on,
-    and `append` for what it decided."""
+    """One stream inside a transaction: the state it decides on, and `append` for what it
+    decided (with the timers the decider sets for those events)."""
 
-    runtime: ServiceRuntime
-    request: Request
+    tx: Transaction
     decider: Decider[S, Any]
-    conn: AsyncConnection
     stream_id: str
-    alliance_id: str
+    alliance_id: str | None
     state: S
     version: int
     appended: int = 0
+    timers_changed: bool = False
+
+    @property
+    def conn(self) -> AsyncConnection:
+        return self.tx.conn
 
     async def append(self, events: Sequence[DomainEvent], folded: S | None = None) -> S:
         """Append `events`; `folded` is the state after them, when the decision already has it."""
+        if not events:
+            return self.state
+        runtime, context = self.tx.runtime, self.tx.context
+        at = context.clock.now()
         envelopes = [
-            self.runtime.registry.envelope(
+            runtime.registry.envelope(
                 event,
                 stream_id=self.stream_id,
                 stream_version=self.version + offset,
                 alliance_id=self.alliance_id,
-                correlation_id=request_id_var.get(),
-                traceparent=self.request.headers.get("traceparent"),
+                actor=context.actor,
+                correlation_id=context.correlation_id,
+                causation_id=context.causation_id,
+                traceparent=context.traceparent,
+                at=at,
             )
             for offset, event in enumerate(events, start=1)
         ]
-        self.version = await self.runtime.store.append(
+        self.version = await runtime.store.append(
             self.conn, self.stream_id, self.version, envelopes
         )
         self.state = self.decider.fold(events, self.state) if folded is None else folded
         self.appended += len(envelopes)
+        if self.decider.timers is not None:
+            await self.change_timers(self.decider.timers(self.state, events))
         return self.state
 
+    async def change_timers(self, changes: Sequence[TimerChange]) -> None:
+        book, context = self.tx.runtime.timer_book, self.tx.context
+        scheduled = [c for c in changes if isinstance(c, ScheduleTimer)]
+        cancelled = [c.key for c in changes if isinstance(c, CancelTimer)]
+        if scheduled:
+            await book.schedule(self.conn, self.stream_id, self.alliance_id, scheduled, context)
+        if cancelled:
+            await book.cancel(self.conn, self.stream_id, cancelled)
+        self.timers_changed = self.timers_changed or bool(scheduled or cancelled)
 
-async def in_stream(
+
+async def transaction(
     runtime: ServiceRuntime,
-    request: Request,
-    decider: Decider[S, Any],
-    *,
-    stream_id: str,
-    alliance_id: str,
-    handle: Callable[[StreamWrite[S]], Awaitable[T]],
+    context: CommandContext,
+    work: Callable[[Transaction], Awaitable[T]],
 ) -> T:
-    """Run `handle` in one transaction on the stream's current state and commit what it
-    appends, with anything else it wrote. On a concurrent append it runs again on fresh
-    state (up to three times, then 409); after the commit the relay is woken."""
+    """Run `work` in one transaction and commit everything it wrote. On a concurrent append
+    it runs again on fresh state (up to three times, then 409); after the commit the
+    aggregate cache learns the new states and the relay and scheduler are woken."""
     for attempt in range(RETRIES):
         try:
             async with runtime.engine.begin() as conn:
-                state, version = await current(runtime, conn, decider, stream_id)
-                write = StreamWrite(
-                    runtime, request, decider, conn, stream_id, alliance_id, state, version
-                )
-                result = await handle(write)
+                tx = Transaction(runtime, conn, context)
+                result = await work(tx)
         except StreamConflict:
             if attempt == RETRIES - 1:
                 raise conflict("It is being changed by someone else: retry") from None
             continue
-        runtime.aggregates.put(stream_id, write.version, write.state)
-        if write.appended:
-            EVENTS_APPENDED.labels(runtime.service).inc(write.appended)
-            await runtime.events_committed()
+        await tx._committed()
         return result
     raise AssertionError("unreachable")
 
 
+async def in_stream(
+    runtime: ServiceRuntime,
+    context: CommandContext,
+    decider: Decider[S, Any],
+    *,
+    stream_id: str,
+    alliance_id: str | None,
+    handle: Callable[[StreamWrite[S]], Awaitable[T]],
+) -> T:
+    """`handle` on one stream's current state, in one transaction (a batch of CRM events,
+    say, which is more than one decision)."""
+
+    async def work(tx: Transaction) -> T:
+        return await handle(await tx.stream(decider, stream_id, alliance_id))
+
+    return await transaction(runtime, context, work)
+
+
 async def execute(
     runtime: ServiceRuntime,
-    request: Request,
-    caller: Actor,
+    context: CommandContext,
     decider: Decider[S, C],
     *,
     stream_id: str,
@@ -127,80 +233,60 @@ async def execute(
     command: C,
     authorize: Callable[[S], None],
     respond: Callable[[S, int], BaseModel],
+    expected_version: int | None = None,
     status_code: int = 200,
     location: str | None = None,
-) -> JSONResponse:
-    """One command on one stream, as an HTTP answer (see the module docstring)."""
-    key = _idempotency_key(request)
-    request_hash = await _request_hash(request)
-    scope = f"{caller.org}/{caller.sub}"
-    expected = if_match_version(request)
+) -> Answer:
+    """One command on one stream, answered (see the module docstring)."""
+    idempotent = context.idempotency
     idempotency = _idempotency(runtime.schema)
 
-    async def handle(write: StreamWrite[S]) -> JSONResponse:
-        if key is not None:
-            replay = await idempotency.claim(write.conn, scope, key, request_hash)
+    async def handle(write: StreamWrite[S]) -> Answer:
+        if idempotent is not None:
+            replay = await idempotency.claim(write.conn, idempotent)
             if replay is not None:
                 return replay
         authorize(write.state)
-        if expected is not None and expected != write.version:
+        if expected_version is not None and expected_version != write.version:
             # On a retry after a concurrent append, a stale If-Match fails here.
             raise precondition_failed(
-                f"It is at version {write.version}, not {expected}: read it again"
+                f"It is at version {write.version}, not {expected_version}: read it again"
             )
         state = await write.append(decider.decide(write.state, command))
         body = respond(state, write.version).model_dump(mode="json")
         headers = {"ETag": etag(write.version)}
         if location is not None:
             headers["Location"] = location
-        if key is not None:
-            await idempotency.remember(write.conn, scope, key, status_code, body, headers)
-        return JSONResponse(body, status_code=status_code, headers=headers)
+        answer = Answer(status_code, body, headers)
+        if idempotent is not None:
+            await idempotency.remember(write.conn, idempotent, answer)
+        return answer
 
     return await in_stream(
-        runtime, request, decider, stream_id=stream_id, alliance_id=alliance_id, handle=handle
+        runtime, context, decider, stream_id=stream_id, alliance_id=alliance_id, handle=handle
     )
 
 
 async def remembered(
     runtime: ServiceRuntime,
-    request: Request,
-    caller: Actor,
+    context: CommandContext,
     *,
     act: Callable[[AsyncConnection], Awaitable[BaseModel]],
     status_code: int = 200,
-) -> JSONResponse:
+) -> Answer:
     """A write that is not an event (an integration credential, say) with the same
     Idempotency-Key promise as a command: `act` and the remembered answer commit together."""
-    key = _idempotency_key(request)
-    request_hash = await _request_hash(request)
-    scope = f"{caller.org}/{caller.sub}"
+    idempotent = context.idempotency
     idempotency = _idempotency(runtime.schema)
     async with runtime.engine.begin() as conn:
-        if key is not None:
-            replay = await idempotency.claim(conn, scope, key, request_hash)
+        if idempotent is not None:
+            replay = await idempotency.claim(conn, idempotent)
             if replay is not None:
                 return replay
-        body = (await act(conn)).model_dump(mode="json")
-        if key is not None:
-            await idempotency.remember(conn, scope, key, status_code, body, {})
-    return JSONResponse(body, status_code=status_code)
-
-
-async def _request_hash(request: Request) -> str:
-    """What an Idempotency-Key is bound to: a replay must be the same request."""
-    body = await request.body()
-    target = request.method.encode() + b" " + request.url.path.encode() + b"\n"
-    return hashlib.sha256(target + body).hexdigest()
-
-
-def _idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
-        raise bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-    return key
+        answer = Answer(status_code, (await act(conn)).model_dump(mode="json"))
+        if idempotent is not None:
+            await idempotency.remember(conn, idempotent, answer)
+    return answer
 
 
 @cache
@@ -210,8 +296,8 @@ def _idempotency(schema: str) -> Idempotency:
 
 class Idempotency:
     """Idempotency keys, kept in the command's own transaction: the key, the events and the
-    response commit together. A second request with the same key waits on the first one's
-    row lock, then replays its response."""
+    answer commit together. A second request with the same key waits on the first one's
+    row lock, then replays its answer."""
 
     def __init__(self, schema: str) -> None:
         self._claim = text(
@@ -228,35 +314,35 @@ class Idempotency:
                 WHERE caller = :caller AND key = :key"""
         ).bindparams(bindparam("body", type_=JSONB), bindparam("headers", type_=JSONB))
 
-    async def claim(
-        self, conn: AsyncConnection, caller: str, key: str, request_hash: str
-    ) -> JSONResponse | None:
-        """None if this request owns the key now; otherwise the response to replay."""
-        params = {"caller": caller, "key": key, "hash": request_hash}
+    async def claim(self, conn: AsyncConnection, idempotent: Idempotent) -> Answer | None:
+        """None if this request owns the key now; otherwise the answer to replay."""
+        params = {
+            "caller": idempotent.scope,
+            "key": idempotent.key,
+            "hash": idempotent.request_hash,
+        }
         if (await conn.execute(self._claim, params)).rowcount == 1:
             return None
         row = (await conn.execute(self._stored, params)).one()
-        if row.request_hash != request_hash:
+        if row.request_hash != idempotent.request_hash:
             raise ProblemError(
                 422,
                 "idempotency-key-reused",
                 "Idempotency key reused",
                 "This Idempotency-Key was already used with a different request",
             )
-        headers: dict[str, Any] = dict(row.headers or {})
+        headers: dict[str, str] = dict(row.headers or {})
         headers["Idempotent-Replayed"] = "true"
-        return JSONResponse(row.body, status_code=row.status_code, headers=headers)
+        return Answer(row.status_code, row.body, headers)
 
-    async def remember(
-        self,
-        conn: AsyncConnection,
-        caller: str,
-        key: str,
-        status: int,
-        body: dict[str, Any],
-        headers: dict[str, str],
-    ) -> None:
+    async def remember(self, conn: AsyncConnection, idempotent: Idempotent, answer: Answer) -> None:
         await conn.execute(
             self._remember,
-            {"caller": caller, "key": key, "status": status, "body": body, "headers": headers},
+            {
+                "caller": idempotent.scope,
+                "key": idempotent.key,
+                "status": answer.status_code,
+                "body": answer.body,
+                "headers": answer.headers,
+            },
         )

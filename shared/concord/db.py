@@ -77,6 +77,43 @@ def kernel_ddl(schema: str) -> list[str]:
             created_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (caller, key)
         )""",
+        # A timer is keyed within its stream: scheduling the same key again moves it.
+        f"""CREATE TABLE IF NOT EXISTS {s}.timers (
+            stream_id text NOT NULL,
+            key text NOT NULL,
+            timer_id uuid NOT NULL,
+            name text NOT NULL,
+            alliance_id text,
+            data jsonb NOT NULL,
+            due_at timestamptz NOT NULL,
+            correlation_id text,
+            scheduled_by text,
+            fired_at timestamptz,
+            attempts integer NOT NULL DEFAULT 0,
+            last_error text,
+            parked_at timestamptz,
+            PRIMARY KEY (stream_id, key)
+        )""",
+        f"""CREATE INDEX IF NOT EXISTS timers_due ON {s}.timers (due_at)
+            WHERE fired_at IS NULL AND parked_at IS NULL""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.reaction_checkpoints (
+            reaction text PRIMARY KEY,
+            last_sequence bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.reaction_failures (
+            reaction text NOT NULL,
+            sequence bigint NOT NULL,
+            event_id text,
+            event_type text NOT NULL,
+            envelope jsonb NOT NULL,
+            attempts integer NOT NULL,
+            error text NOT NULL,
+            first_failed_at timestamptz NOT NULL DEFAULT now(),
+            last_failed_at timestamptz NOT NULL DEFAULT now(),
+            parked_at timestamptz,
+            PRIMARY KEY (reaction, sequence)
+        )""",
         # Within a stream, global order must agree with version order. A transaction that
         # got its id before a newer one committed the previous version (it wrote something
         # else first, such as its idempotency key) would be read before it: refuse it, and

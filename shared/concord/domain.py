@@ -6,8 +6,9 @@ Nothing here does I/O; a domain package imports only this module and `concord.ev
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
@@ -118,11 +119,35 @@ def _snake_case(name: str) -> str:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asks for a command: the person (`sub`) and the organisation they speak for."""
+    """Who asks for a command: the person (`sub`) and the organisation they speak for, or
+    Concord itself (a reaction or a timer: `org` is empty and `sub` names it)."""
 
     sub: str
     org: str
     roles: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(sub=name, org="")
+
+
+@dataclass(frozen=True)
+class ScheduleTimer:
+    """Run the timer `name` (a command the service declares) on this stream at `due`, with
+    `data`. Scheduling the same `key` again moves it."""
+
+    key: str
+    due: datetime
+    name: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    key: str
+
+
+TimerChange = ScheduleTimer | CancelTimer
 
 
 class Rejected(Exception):
@@ -163,6 +188,9 @@ class Decider(Generic[S, C]):
     initial: Callable[[], S]
     decide: Callable[[S, C], Sequence[DomainEvent]]
     evolve: Callable[[S, DomainEvent], S]
+    # The timers that events set, move or cancel, given the state after them: scheduled in
+    # the transaction that appends the events, whoever appends them.
+    timers: Callable[[S, Sequence[DomainEvent]], Sequence[TimerChange]] | None = None
 
     def fold(self, events: Sequence[DomainEvent], state: S | None = None) -> S:
         current = self.initial() if state is None else state

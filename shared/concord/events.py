@@ -1,23 +1,31 @@
 """The CloudEvents 1.0 envelope every Concord event travels in, and the registry that turns
-envelopes back into typed domain events (upcasting old schema versions on the way)."""
+envelopes back into typed domain events (upcasting old schema versions on the way).
+
+Who caused an event (`actorsub`, `actororg`) and why (`causationid`, `correlationid`) travel
+in the envelope, beside the payload, never inside it: a payload says what happened.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict
 
-from concord.domain import DomainEvent
+from concord.domain import Actor, DomainEvent
 
 TYPE_PATTERN = re.compile(
     r"^concord\.(?P<service>[a-z_]+)\.(?P<aggregate>[a-z_]+)\.(?P<name>[a-z_]+)\.v(?P<version>\d+)$"
 )
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+E = TypeVar("E", bound=DomainEvent)
+# Rewrites an envelope written at schema version v into one at v + 1 (the type's version
+# is bumped by the registry): most change only `data`, some lift a field into the envelope.
+Upcaster = Callable[["CloudEvent"], "CloudEvent"]
 
 
 class CloudEvent(BaseModel):
@@ -38,6 +46,16 @@ class CloudEvent(BaseModel):
     correlationid: str | None = None
     causationid: str | None = None
     traceparent: str | None = None
+    # Who caused it: a person (their `sub` and organisation) or, with no organisation,
+    # Concord itself (a reaction or a timer, named in `actorsub`).
+    actorsub: str | None = None
+    actororg: str | None = None
+
+    @property
+    def actor(self) -> Actor | None:
+        if self.actorsub is None:
+            return None
+        return Actor(sub=self.actorsub, org=self.actororg or "")
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
@@ -85,16 +103,43 @@ class EventRegistry:
         for event in events:
             self._by_name[(event.aggregate, event.event_name())] = event
 
+    def include(self, other: EventRegistry) -> None:
+        """Speak another registry's events too (a published language the kernel defines)."""
+        self._by_name.update(other._by_name)
+        self._upcasters.update(other._upcasters)
+
     def upcaster(
         self, event: type[DomainEvent], from_version: int
-    ) -> Callable[[Upcaster], Upcaster]:
+    ) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Any]:
         """Register `fn(data_at_v) -> data_at_v+1` for payloads written before a schema change."""
 
-        def register(fn: Upcaster) -> Upcaster:
-            self._upcasters[(event.aggregate, event.event_name(), from_version)] = fn
+        def register(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+            self.upcast(event, from_version, lambda e: e.model_copy(update={"data": fn(e.data)}))
             return fn
 
         return register
+
+    def upcast(self, event: type[DomainEvent], from_version: int, step: Upcaster) -> None:
+        self._upcasters[(event.aggregate, event.event_name(), from_version)] = step
+
+    def actor_moved(
+        self, event: type[DomainEvent], from_version: int, *, org: str, sub: str
+    ) -> None:
+        """Version `from_version` named who caused it in its payload (`org`, `sub` fields); the
+        next version leaves that to the envelope. Old events keep saying who did it."""
+
+        def lift(e: CloudEvent) -> CloudEvent:
+            data = dict(e.data)
+            actor_org, actor_sub = data.pop(org, None), data.pop(sub, None)
+            return e.model_copy(
+                update={
+                    "data": data,
+                    "actorsub": e.actorsub or actor_sub,
+                    "actororg": e.actororg or actor_org,
+                }
+            )
+
+        self.upcast(event, from_version, lift)
 
     def type_of(self, event: DomainEvent) -> str:
         return event_type(self.service, type(event))
@@ -106,6 +151,7 @@ class EventRegistry:
         stream_id: str,
         stream_version: int,
         alliance_id: str | None,
+        actor: Actor | None = None,
         correlation_id: str | None = None,
         causation_id: str | None = None,
         traceparent: str | None = None,
@@ -123,6 +169,8 @@ class EventRegistry:
             correlationid=correlation_id,
             causationid=causation_id,
             traceparent=traceparent,
+            actorsub=actor.sub if actor else None,
+            actororg=(actor.org or None) if actor else None,
         )
 
     def knows(self, cloud_event: CloudEvent) -> bool:
@@ -130,16 +178,53 @@ class EventRegistry:
 
     def decode(self, cloud_event: CloudEvent) -> DomainEvent:
         """The typed event, with its payload upcast to the version the code speaks today."""
+        return self.recorded(cloud_event).event
+
+    def recorded(self, cloud_event: CloudEvent) -> Recorded[DomainEvent]:
+        """The typed, upcast event with what its envelope says about it."""
         key = (cloud_event.aggregate, cloud_event.name)
         event_class = self._by_name.get(key)
         if event_class is None:
             raise KeyError(f"unknown event type {cloud_event.type}")
-        data = dict(cloud_event.data)
+        current = cloud_event
         version = cloud_event.schema_version
         while version < event_class.schema_version:
             upcast = self._upcasters.get((*key, version))
             if upcast is None:
                 raise KeyError(f"no upcaster for {cloud_event.type} from v{version}")
-            data = upcast(data)
+            current = upcast(current)
             version += 1
-        return event_class.model_validate(data)
+        return Recorded(event_class.model_validate(current.data), current)
+
+
+@dataclass(frozen=True)
+class Recorded(Generic[E]):
+    """A domain event as it was recorded: the typed payload and its envelope (who, when, why,
+    where in its stream). Projections and reactions receive these."""
+
+    event: E
+    envelope: CloudEvent
+
+    @property
+    def id(self) -> UUID:
+        return self.envelope.id
+
+    @property
+    def stream_id(self) -> str:
+        return self.envelope.subject
+
+    @property
+    def stream_version(self) -> int:
+        return self.envelope.streamversion
+
+    @property
+    def alliance_id(self) -> str | None:
+        return self.envelope.allianceid
+
+    @property
+    def time(self) -> datetime:
+        return self.envelope.time
+
+    @property
+    def actor(self) -> Actor | None:
+        return self.envelope.actor

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -28,6 +29,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
+from concord.commands import Answer, CommandContext, Idempotent, etag
 from concord.domain import Actor, Forbidden, NotFound, Rejected
 from concord.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
 from concord.problems import (
@@ -70,6 +72,57 @@ async def get_caller(
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 CallerDep = Annotated[Actor, Depends(get_caller)]
+# W3C trace context; anything else a client sends is not carried into events.
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def context_of(
+    request: Request, actor: Actor, runtime: ServiceRuntime, idempotency: Idempotent | None = None
+) -> CommandContext:
+    """A request as the cause of a command: its id is the correlation and the causation, its
+    trace context (when well formed) is carried into the events."""
+    request_id = request_id_var.get() or str(uuid.uuid4())
+    traceparent = request.headers.get("traceparent")
+    return CommandContext(
+        actor=actor,
+        correlation_id=request_id,
+        causation_id=request_id,
+        traceparent=traceparent if traceparent and TRACEPARENT.match(traceparent) else None,
+        idempotency=idempotency,
+        clock=runtime.clock,
+    )
+
+
+async def get_context(request: Request, caller: CallerDep, runtime: RuntimeDep) -> CommandContext:
+    """The command context of a caller's request, with its Idempotency-Key bound to what
+    was asked."""
+    key = _idempotency_key(request)
+    scope = f"{caller.org}/{caller.sub}"
+    idempotency = None if key is None else Idempotent(scope, key, await _request_hash(request))
+    return context_of(request, caller, runtime, idempotency)
+
+
+ContextDep = Annotated[CommandContext, Depends(get_context)]
+
+
+def answer(result: Answer) -> JSONResponse:
+    return JSONResponse(result.body, status_code=result.status_code, headers=result.headers)
+
+
+async def _request_hash(request: Request) -> str:
+    """What an Idempotency-Key is bound to: a replay must be the same request."""
+    body = await request.body()
+    target = request.method.encode() + b" " + request.url.path.encode() + b"\n"
+    return hashlib.sha256(target + body).hexdigest()
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        raise bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key
 
 
 def require_manager(caller: Actor) -> None:
@@ -78,10 +131,6 @@ def require_manager(caller: Actor) -> None:
 
 
 # --- ETags and pagination -----------------------------------------------------------------
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
 
 
 def if_match_version(request: Request) -> int | None:
@@ -530,8 +579,10 @@ def create_service_app(
 __all__ = [
     "PROBLEM_JSON",
     "CallerDep",
+    "ContextDep",
     "Page",
     "RuntimeDep",
+    "answer",
     "create_service_app",
     "decode_cursor",
     "encode_cursor",

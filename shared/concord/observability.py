@@ -39,6 +39,19 @@ PROJECTION_PENDING = Gauge(
     ["service", "projection"],
 )
 
+REACTION_HANDLED = Counter(
+    "concord_reaction_events_total", "Events a reaction handled", ["service", "reaction"]
+)
+TIMERS_FIRED = Counter("concord_timers_fired_total", "Timers fired", ["service", "timer"])
+TIMERS_PARKED = Counter(
+    "concord_timers_parked_total", "Timers parked after failing every attempt", ["service"]
+)
+WORK_PARKED = Gauge(
+    "concord_parked_work",
+    "Reaction events and timers parked after failing every attempt, awaiting an operator",
+    ["service", "kind"],
+)
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:

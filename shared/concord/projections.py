@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from concord.bus import Bus, stream_name
 from concord.db import checked_schema, keep_leading, leadership
-from concord.events import CloudEvent
+from concord.events import CloudEvent, EventRegistry, Recorded
 from concord.observability import PROJECTION_APPLIED, PROJECTION_LAG, PROJECTION_PENDING
 
 log = logging.getLogger(__name__)
@@ -66,20 +66,30 @@ class ReadModel:
 class Projection(ABC):
     """A read model: its tables, the events it follows, and how each event changes it.
 
-    `apply` must be deterministic (use the event's time, never now()) so that a rebuild
-    produces the same rows byte for byte.
+    `apply` receives each event typed and upcast to the version the code speaks today, with
+    its envelope. It must be deterministic (use the event's time, never now()) so that a
+    rebuild produces the same rows byte for byte.
     """
 
     name: str
-    source: str  # the service whose stream it follows
+    events: EventRegistry  # the events of the service whose stream it follows
     subjects: Sequence[str]
     tables: Sequence[str]  # schema-qualified; emptied on rebuild
+
+    @property
+    def source(self) -> str:
+        return self.events.service
 
     @abstractmethod
     def ddl(self) -> list[str]: ...
 
     @abstractmethod
-    async def apply(self, model: ReadModel, event: CloudEvent) -> None: ...
+    async def apply(self, model: ReadModel, recorded: Recorded[Any]) -> None: ...
+
+    async def apply_other(self, model: ReadModel, event: CloudEvent) -> None:
+        """An event on its subjects that `events` does not know (a newer producer's type):
+        skipped, unless the read model must still see that the stream moved on."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -180,36 +190,14 @@ class ProjectionRunner:
         row = (await conn.execute(self._read_checkpoint, {"p": self.projection.name})).first()
         return int(row.last_sequence) if row else 0
 
-    async def _consumer(self, checkpoint: int) -> None:
-        """Make sure the durable consumer resumes right after `checkpoint`."""
-        js = self.bus.js
-        stream = stream_name(self.projection.source)
-        with contextlib.suppress(NotFoundError):
-            info = await js.consumer_info(stream, self.durable)
-            # Resume as is unless it delivered past the checkpoint (those would wait out
-            # ack_wait before coming back) or was left ahead of it by a rebuild.
-            delivered = info.delivered.stream_seq if info.delivered else 0
-            if (delivered or 0) <= checkpoint:
-                return
-            await js.delete_consumer(stream, self.durable)
-        await js.add_consumer(
-            stream,
-            ConsumerConfig(
-                durable_name=self.durable,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=checkpoint + 1,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30,
-                max_ack_pending=self.batch_size * 4,
-                filter_subjects=list(self.projection.subjects),
-            ),
-        )
-
     async def _follow(self, conn: AsyncConnection) -> None:
-        checkpoint = await self.checkpoint(conn)
-        await self._consumer(checkpoint)
-        stream = stream_name(self.projection.source)
-        sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        sub = await self.bus.durable(
+            self.projection.source,
+            self.durable,
+            self.projection.subjects,
+            after=await self.checkpoint(conn),
+            max_ack_pending=self.batch_size * 4,
+        )
         next_pause_check = 0.0
         try:
             while not self._stop.is_set():
@@ -242,9 +230,8 @@ class ProjectionRunner:
                 sequence = msg.metadata.sequence.stream
                 if sequence <= checkpoint:
                     continue  # redelivered: already applied
-                event = self._decode(msg)
+                event = await self._apply(model, msg)
                 if event is not None:
-                    await self.projection.apply(model, event)
                     last = event
                     applied += 1
                 checkpoint = sequence
@@ -260,13 +247,19 @@ class ProjectionRunner:
             PROJECTION_LAG.labels(*labels).set(max(0.0, time.time() - last.time.timestamp()))
         return applied
 
-    def _decode(self, msg: Msg) -> CloudEvent | None:
+    async def _apply(self, model: ReadModel, msg: Msg) -> CloudEvent | None:
+        """Apply one message, typed and upcast; the envelope if it was a Concord event."""
         try:
-            return CloudEvent.from_json(msg.data)
+            event = CloudEvent.from_json(msg.data)
         except ValidationError:
             # Not a Concord event: nothing to project. Skipping keeps the projection alive.
             log.error("projection %s skipped a malformed message on %s", self.durable, msg.subject)
             return None
+        if self.projection.events.knows(event):
+            await self.projection.apply(model, self.projection.events.recorded(event))
+        else:
+            await self.projection.apply_other(model, event)
+        return event
 
     async def _paused(self, conn: AsyncConnection) -> bool:
         paused = (await conn.execute(self._is_paused, {"p": self.projection.name})).scalar()
@@ -333,9 +326,7 @@ class ProjectionRunner:
                     if pending:
                         fetching = asyncio.ensure_future(replay.fetch(REPLAY_BATCH, timeout=5))
                     for msg in msgs:
-                        event = self._decode(msg)
-                        if event is not None:
-                            await self.projection.apply(model, event)
+                        if await self._apply(model, msg) is not None:
                             count += 1
                         checkpoint = msg.metadata.sequence.stream
                     await model.flush()

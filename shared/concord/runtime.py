@@ -1,5 +1,6 @@
-"""One service's running parts, wired once: database, event store, bus, outbox relay and
-projection runners. The app factory starts and stops it with the HTTP server."""
+"""One service's running parts, wired once: database, event store, bus, and its workers (the
+outbox relay, projection runners, reaction runners and the timer scheduler). The app
+factory starts and stops it with the HTTP server; `concord worker` runs the workers alone."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ from sqlalchemy import text
 
 from concord.auth import Authenticator
 from concord.bus import Bus
+from concord.clock import SYSTEM_CLOCK, Clock
 from concord.db import create_engine, install_schema, notify_channel
 from concord.events import EventRegistry
 from concord.eventstore import EventStore
+from concord.membership import Alliances
+from concord.observability import WORK_PARKED
 from concord.outbox import Relay
 from concord.projections import Projection, ProjectionRunner
+from concord.reactions import Reaction, ReactionBook, ReactionRunner
 from concord.settings import ServiceSettings
+from concord.timers import Scheduler, Timer, TimerBook
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,11 +64,15 @@ class ServiceRuntime:
         *,
         registry: EventRegistry | None = None,
         projections: Sequence[Projection] = (),
+        reactions: Sequence[Reaction] = (),
+        timers: Sequence[Timer] = (),
         ddl: Sequence[str] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`ddl` creates the service's own tables that are not read models (and so are never
         emptied by a rebuild): integration credentials, say."""
         self.settings = settings
+        self.clock = clock
         self.service = settings.service
         self.schema = settings.service
         self.registry = registry or EventRegistry(self.service)
@@ -82,6 +92,9 @@ class ServiceRuntime:
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
         )
+        # Every service knows the alliances and their partners, the same way.
+        self.alliances = Alliances(self.schema)
+        projections = [self.alliances, *projections]
         self.projections = list(projections)
         self.ddl = list(ddl)
         self.runners = {
@@ -95,6 +108,10 @@ class ServiceRuntime:
             )
             for p in projections
         }
+        self.reaction_book = ReactionBook(self.schema)
+        self.reactions = {r.name: ReactionRunner(self, r) for r in reactions}
+        self.timer_book = TimerBook(self.schema)
+        self.scheduler = Scheduler(self, timers)
         self.channel = notify_channel(self.schema)
         self.aggregates = AggregateCache()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,16 +123,25 @@ class ServiceRuntime:
             [*self.ddl, *(ddl for p in self.projections for ddl in p.ddl())],
         )
 
-    async def start(self) -> None:
+    async def start(self, *, workers: bool | None = None) -> None:
+        """Install the schema and connect; run the workers too unless told otherwise (an API
+        replica in production leaves them to `concord worker`)."""
         await self.install()
-        self._tasks = [
-            asyncio.create_task(self.bus.connect(), name=f"{self.service}-bus"),
-            asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"),
-            *(
-                asyncio.create_task(runner.run(), name=f"{self.service}-{name}")
-                for name, runner in self.runners.items()
-            ),
-        ]
+        self._tasks = [asyncio.create_task(self.bus.connect(), name=f"{self.service}-bus")]
+        if self.settings.run_workers if workers is None else workers:
+            await self.count_parked()
+            self._tasks += [
+                asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"),
+                asyncio.create_task(self.scheduler.run(), name=f"{self.service}-timers"),
+                *(
+                    asyncio.create_task(runner.run(), name=f"{self.service}-{name}")
+                    for name, runner in self.runners.items()
+                ),
+                *(
+                    asyncio.create_task(runner.run(), name=f"{self.service}-reaction-{name}")
+                    for name, runner in self.reactions.items()
+                ),
+            ]
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Graceful stop: publish what is committed, then let go of NATS and PostgreSQL.
@@ -126,8 +152,11 @@ class ServiceRuntime:
                 "stopping %s with events not yet published; the next start sends them", self.service
             )
         self.relay.stop()
+        self.scheduler.stop()
         for runner in self.runners.values():
             runner.stop()
+        for reaction in self.reactions.values():
+            reaction.stop()
         tasks, self._tasks = self._tasks, []
         _, pending = await asyncio.wait(tasks, timeout=5)
         for task in pending:  # still connecting, or waiting out an outage
@@ -155,6 +184,21 @@ class ServiceRuntime:
             log.warning(
                 "could not wake the relay (%s); it finds the events on its next poll", error
             )
+
+    def timers_changed(self) -> None:
+        """A command scheduled or moved a timer: the scheduler looks again (other replicas'
+        schedulers find it on their next poll)."""
+        self.scheduler.wake()
+
+    async def count_parked(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            counts = {
+                "reaction": int((await conn.execute(self.reaction_book.count_parked)).scalar_one()),
+                "timer": int((await conn.execute(self.timer_book.count_parked)).scalar_one()),
+            }
+        for kind, count in counts.items():
+            WORK_PARKED.labels(self.service, kind).set(count)
+        return counts
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"postgres": False, "nats": self.bus.is_connected}

@@ -39,6 +39,17 @@ class ServiceSettings(BaseSettings):
     projection_batch_size: int = 256
     # Safety net when no NOTIFY arrives (another replica committed, a notification was lost).
     relay_poll_interval: float = 1.0
+    reaction_batch_size: int = 64
+    timer_batch_size: int = 500
+    # How often the scheduler looks for timers another replica scheduled (seconds).
+    timer_poll_interval: float = 1.0
+    # A reaction or timer that fails this many times in a row is parked for an operator;
+    # the delay between attempts doubles from `work_retry_delay` seconds.
+    work_max_attempts: int = 5
+    work_retry_delay: float = 0.2
+    # The relay, projections, reactions and timers run in this process (the embedded
+    # default), or only in `concord worker <service>` (production: API replicas set false).
+    run_workers: bool = True
 
     @model_validator(mode="after")
     def _tokens_can_be_verified(self) -> ServiceSettings:

@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import text
 from starlette.responses import JSONResponse
 
 from concord import commands
@@ -17,11 +16,14 @@ from concord.domain import Actor, NotFound
 from concord.http import (
     ETAG,
     CallerDep,
+    ContextDep,
     Page,
     RuntimeDep,
+    answer,
     decode_cursor,
     encode_cursor,
     etag,
+    if_match_version,
     require_manager,
 )
 from concord.problems import bad_request, problem_responses
@@ -50,7 +52,6 @@ class AgreementView(BaseModel):
     summary: str
     text: str
     effective_from: date
-    agreed_by_org: str
 
 
 class AllianceView(BaseModel):
@@ -108,7 +109,7 @@ def partner_only(caller: Actor) -> Callable[[Alliance], None]:
 async def _run(
     runtime: RuntimeDep,
     request: Request,
-    caller: Actor,
+    context: commands.CommandContext,
     alliance_id: UUID,
     command: AddPartner
     | AppointExecutiveSponsor
@@ -116,18 +117,19 @@ async def _run(
     | AgreePartnershipAgreementVersion,
     status_code: int = 200,
 ) -> JSONResponse:
-    return await commands.execute(
+    result = await commands.execute(
         runtime,
-        request,
-        caller,
+        context,
         alliance,
         stream_id=stream_id(alliance_id),
         alliance_id=str(alliance_id),
         command=command,
-        authorize=partner_only(caller),
+        authorize=partner_only(context.actor),
         respond=AllianceView.of,
+        expected_version=if_match_version(request),
         status_code=status_code,
     )
+    return answer(result)
 
 
 @router.post(
@@ -139,24 +141,26 @@ async def _run(
     responses=problem_responses(403, 409),
 )
 async def create_alliance(
-    charter: AllianceCharter, caller: CallerDep, runtime: RuntimeDep, request: Request
+    charter: AllianceCharter, context: ContextDep, runtime: RuntimeDep, request: Request
 ) -> JSONResponse:
+    caller = context.actor
     require_manager(caller)
     alliance_id = uuid4()
 
-    return await commands.execute(
+    result = await commands.execute(
         runtime,
-        request,
-        caller,
+        context,
         alliance,
         stream_id=stream_id(alliance_id),
         alliance_id=str(alliance_id),
         command=CreateAlliance(alliance_id=alliance_id, charter=charter, by=caller),
         authorize=lambda state: None,  # the decider checks the caller's org is a partner
         respond=AllianceView.of,
+        expected_version=if_match_version(request),
         status_code=201,
         location=f"/alliances/{alliance_id}",
     )
+    return answer(result)
 
 
 @router.get(
@@ -186,13 +190,7 @@ async def list_alliances(
     async with runtime.engine.connect() as conn:
         rows = (
             await conn.execute(
-                text(
-                    """SELECT alliance_id, name, partner_orgs, created_at, version
-                       FROM governance.alliance_directory
-                       WHERE partner_orgs @> ARRAY[CAST(:org AS text)]
-                         AND (created_at, alliance_id) > (:after_time, :after_id)
-                       ORDER BY created_at, alliance_id LIMIT :limit"""
-                ),
+                runtime.alliances.of_org,
                 {
                     "org": caller.org,
                     "after_time": after_time,
@@ -244,11 +242,12 @@ async def get_alliance(alliance_id: UUID, caller: CallerDep, runtime: RuntimeDep
 async def add_partner(
     alliance_id: UUID,
     partner: PartnerOrganisation,
-    caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    return await _run(runtime, request, caller, alliance_id, AddPartner(partner=partner, by=caller))
+    command = AddPartner(partner=partner, by=context.actor)
+    return await _run(runtime, request, context, alliance_id, command)
 
 
 @router.post(
@@ -261,13 +260,12 @@ async def add_partner(
 async def appoint_executive_sponsor(
     alliance_id: UUID,
     sponsor: ExecutiveSponsor,
-    caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    return await _run(
-        runtime, request, caller, alliance_id, AppointExecutiveSponsor(sponsor=sponsor, by=caller)
-    )
+    command = AppointExecutiveSponsor(sponsor=sponsor, by=context.actor)
+    return await _run(runtime, request, context, alliance_id, command)
 
 
 @router.post(
@@ -280,17 +278,12 @@ async def appoint_executive_sponsor(
 async def record_relational_expectation(
     alliance_id: UUID,
     expectation: RelationalExpectation,
-    caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    return await _run(
-        runtime,
-        request,
-        caller,
-        alliance_id,
-        RecordRelationalExpectation(expectation=expectation, by=caller),
-    )
+    command = RecordRelationalExpectation(expectation=expectation, by=context.actor)
+    return await _run(runtime, request, context, alliance_id, command)
 
 
 @router.post(
@@ -303,14 +296,9 @@ async def record_relational_expectation(
 async def agree_agreement_version(
     alliance_id: UUID,
     agreement: AgreementVersion,
-    caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
-    return await _run(
-        runtime,
-        request,
-        caller,
-        alliance_id,
-        AgreePartnershipAgreementVersion(agreement=agreement, by=caller),
-    )
+    command = AgreePartnershipAgreementVersion(agreement=agreement, by=context.actor)
+    return await _run(runtime, request, context, alliance_id, command)

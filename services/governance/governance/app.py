@@ -6,11 +6,10 @@ from fastapi import FastAPI
 
 from concord.events import EventRegistry
 from concord.http import create_service_app
+from concord.membership import CHARTER
 from concord.observability import configure_logging
 from concord.runtime import ServiceRuntime
 from governance import api
-from governance.domain.alliance import EVENTS
-from governance.projections import AllianceDirectory
 from governance.settings import GovernanceSettings
 
 
@@ -18,8 +17,8 @@ def create_app(settings: GovernanceSettings | None = None) -> FastAPI:
     settings = settings or GovernanceSettings()
     configure_logging(settings.service, settings.log_level)
     registry = EventRegistry(settings.service)
-    registry.register(*EVENTS)
-    runtime = ServiceRuntime(settings, registry=registry, projections=[AllianceDirectory()])
+    registry.include(CHARTER)
+    runtime = ServiceRuntime(settings, registry=registry)
     return create_service_app(
         runtime,
         title="Concord governance",

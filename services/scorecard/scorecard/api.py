@@ -17,8 +17,20 @@ from sqlalchemy.dialects.postgresql import JSONB
 from starlette.responses import JSONResponse, Response
 
 from concord import commands
+from concord.commands import CommandContext
 from concord.domain import Actor, NotFound
-from concord.http import CallerDep, Page, RuntimeDep, decode_cursor, encode_cursor, require_manager
+from concord.http import (
+    CallerDep,
+    ContextDep,
+    Page,
+    RuntimeDep,
+    answer,
+    decode_cursor,
+    encode_cursor,
+    if_match_version,
+    require_manager,
+)
+from concord.membership import KnownAlliance
 from concord.problems import bad_request, problem_responses
 from concord.runtime import ServiceRuntime
 from scorecard import views
@@ -74,66 +86,11 @@ MinVersion = Annotated[
 # --- who may see what -----------------------------------------------------------------------
 
 
-class Partner(BaseModel):
-    org_id: str
-    name: str
-
-
-class Sponsor(BaseModel):
-    org_id: str
-    name: str
-    title: str | None = None
-
-
-class KnownAlliance(BaseModel):
-    id: UUID
-    name: str
-    purpose: str
-    goals: list[str]
-    partners: list[Partner]
-    executive_sponsors: list[Sponsor]
-    agreement_version: int
-    version: int
-    updated_at: datetime
-
-
-_known = text(
-    """SELECT alliance_id, name, purpose, goals, partners, executive_sponsors,
-              agreement_version, version, updated_at
-       FROM scorecard.known_alliances
-       WHERE alliance_id = :id AND partner_orgs @> ARRAY[CAST(:org AS text)]
-         AND version >= :min_version"""
-).columns(goals=JSONB, partners=JSONB, executive_sponsors=JSONB)
-
-
 async def known_alliance(
-    runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, min_version: int = 1
+    runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, min_version: int | None = None
 ) -> KnownAlliance:
-    """The alliance, if the caller's organisation is one of its partners; 404 otherwise (an
-    alliance created moments ago in governance is waited for, briefly)."""
-
-    async def lookup() -> Any:
-        async with runtime.engine.connect() as conn:
-            params = {"id": alliance_id, "org": caller.org, "min_version": min_version}
-            return (await conn.execute(_known, params)).first()
-
-    row = await runtime.read_your_writes(lookup, projection="known_alliances")
-    if row is None:
-        raise NotFound(
-            "No such alliance is known to scorecard yet (or it is not visible to your "
-            "organisation); if it was just created, retry shortly"
-        )
-    return KnownAlliance(
-        id=row.alliance_id,
-        name=row.name,
-        purpose=row.purpose,
-        goals=row.goals,
-        partners=row.partners,
-        executive_sponsors=row.executive_sponsors,
-        agreement_version=row.agreement_version,
-        version=row.version,
-        updated_at=row.updated_at,
-    )
+    """The alliance, if the caller's organisation is one of its partners; 404 otherwise."""
+    return await runtime.alliances.known(runtime, alliance_id, caller.org, min_version)
 
 
 @router.get(
@@ -151,7 +108,14 @@ async def get_alliance(
     alliance_id: UUID,
     caller: CallerDep,
     runtime: RuntimeDep,
-    min_version: Annotated[int, Query(ge=1, le=1_000_000_000)] = 1,
+    min_version: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=1_000_000_000,
+            description="Wait briefly until scorecard has caught up with this charter version",
+        ),
+    ] = None,
 ) -> KnownAlliance:
     return await known_alliance(runtime, alliance_id, caller, min_version)
 
@@ -162,7 +126,7 @@ async def get_alliance(
 async def _command(
     runtime: ServiceRuntime,
     request: Request,
-    caller: Actor,
+    context: CommandContext,
     alliance_id: UUID,
     command: Callable[[tuple[str, ...]], Any],
     respond: Callable[[Scorecard, int], BaseModel],
@@ -171,20 +135,21 @@ async def _command(
     location: str | None = None,
 ) -> JSONResponse:
     """Run a command built for the alliance's current partners (as governance says)."""
-    alliance = await known_alliance(runtime, alliance_id, caller)
-    return await commands.execute(
+    alliance = await known_alliance(runtime, alliance_id, context.actor)
+    result = await commands.execute(
         runtime,
-        request,
-        caller,
+        context,
         scorecard,
         stream_id=stream_id(alliance_id),
         alliance_id=str(alliance_id),
-        command=command(tuple(p.org_id for p in alliance.partners)),
-        authorize=lambda state: require_manager(caller),
+        command=command(alliance.partner_orgs),
+        authorize=lambda state: require_manager(context.actor),
         respond=respond,
+        expected_version=if_match_version(request),
         status_code=status_code,
         location=location,
     )
+    return answer(result)
 
 
 class ScorecardSummary(BaseModel):
@@ -225,13 +190,14 @@ async def open_scorecard(
     alliance_id: UUID,
     setup: ScorecardSetup,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda partners: OpenScorecard(
             alliance_id=alliance_id, setup=setup, partners=partners, by=caller
@@ -253,13 +219,14 @@ async def change_thresholds(
     alliance_id: UUID,
     thresholds: StatusThresholds,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda _: ChangeThresholds(thresholds=thresholds, by=caller),
         _summary(caller),
@@ -311,6 +278,7 @@ async def define_kpi(
     alliance_id: UUID,
     definition: KpiDefinition,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
@@ -322,7 +290,7 @@ async def define_kpi(
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda partners: DefineKpi(
             kpi_id=kpi_id, definition=definition, partners=partners, by=caller
@@ -345,13 +313,14 @@ async def set_kpi_target(
     kpi_id: UUID,
     target: KpiTarget,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda _: SetKpiTarget(kpi_id=kpi_id, target=target, by=caller),
         _numbers(kpi_id, target.period),
@@ -372,13 +341,14 @@ async def record_kpi_actual(
     kpi_id: UUID,
     actual: KpiActual,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda _: RecordKpiActual(kpi_id=kpi_id, actual=actual, by=caller),
         _numbers(kpi_id, actual.period),
@@ -421,6 +391,7 @@ async def define_objective(
     alliance_id: UUID,
     definition: ObjectiveDefinition,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
@@ -428,7 +399,7 @@ async def define_objective(
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda _: DefineObjective(objective_id=objective_id, definition=definition, by=caller),
         _objective(objective_id, caller),
@@ -447,13 +418,14 @@ async def link_objectives(
     alliance_id: UUID,
     link: ObjectiveLink,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda _: LinkObjectives(link=link, by=caller),
         _objective(link.cause_id, caller),
@@ -496,6 +468,7 @@ async def launch_initiative(
     alliance_id: UUID,
     plan: InitiativePlan,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
@@ -503,7 +476,7 @@ async def launch_initiative(
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda partners: LaunchInitiative(
             initiative_id=initiative_id, plan=plan, partners=partners, by=caller
@@ -526,13 +499,14 @@ async def update_initiative_progress(
     initiative_id: UUID,
     progress: InitiativeProgress,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda _: UpdateInitiativeProgress(
             initiative_id=initiative_id, progress=progress, by=caller
@@ -559,6 +533,7 @@ async def record_benefit(
     alliance_id: UUID,
     entry: BenefitEntry,
     caller: CallerDep,
+    context: ContextDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> JSONResponse:
@@ -566,7 +541,7 @@ async def record_benefit(
     return await _command(
         runtime,
         request,
-        caller,
+        context,
         alliance_id,
         lambda partners: RecordBenefit(
             entry_id=entry_id, entry=entry, partners=partners, by=caller

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from concord.events import EventRegistry
 from concord.http import create_service_app
 from concord.observability import configure_logging
 from concord.runtime import ServiceRuntime
 from scorecard import api, integrations
-from scorecard.domain.scorecard import EVENTS
-from scorecard.projections import KnownAlliances, ScorecardBoard
+from scorecard.domain.scorecard import EVENT_REGISTRY
+from scorecard.projections import ScorecardBoard
 from scorecard.settings import ScorecardSettings
 
 
 def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     settings = settings or ScorecardSettings()
     configure_logging(settings.service, settings.log_level)
-    registry = EventRegistry(settings.service)
-    registry.register(*EVENTS)
     runtime = ServiceRuntime(
         settings,
-        registry=registry,
-        projections=[KnownAlliances(), ScorecardBoard()],
+        registry=EVENT_REGISTRY,
+        projections=[ScorecardBoard()],
         ddl=integrations.DDL,
     )
     return create_service_app(

@@ -33,7 +33,10 @@ from concord.http import (
     NOT_A_STREAM,
     SIGNED_WEBHOOK,
     CallerDep,
+    ContextDep,
     RuntimeDep,
+    answer,
+    context_of,
     inline_schema,
     require_manager,
 )
@@ -125,7 +128,7 @@ _credential = text(
     openapi_extra={NOT_A_STREAM: True},
 )
 async def issue_credential(
-    alliance_id: UUID, caller: CallerDep, runtime: RuntimeDep, request: Request
+    alliance_id: UUID, caller: CallerDep, context: ContextDep, runtime: RuntimeDep
 ) -> JSONResponse:
     await known_alliance(runtime, alliance_id, caller)
     require_manager(caller)
@@ -148,7 +151,7 @@ async def issue_credential(
             created_at=created_at,
         )
 
-    return await commands.remembered(runtime, request, caller, act=issue, status_code=201)
+    return answer(await commands.remembered(runtime, context, act=issue, status_code=201))
 
 
 @router.get(
@@ -391,7 +394,7 @@ async def ingest_crm_events(
 
     report = await commands.in_stream(
         runtime,
-        request,
+        context_of(request, by, runtime),
         scorecard,
         stream_id=stream_id(alliance_id),
         alliance_id=str(alliance_id),

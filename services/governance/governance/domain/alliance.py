@@ -7,19 +7,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from concord.domain import Actor, Decider, DomainEvent, LongText, OrgId, Rejected, ShortText
+from concord.domain import Actor, Decider, DomainEvent, LongText, Rejected, ShortText
+from concord.membership import (
+    CHARTER_EVENTS,
+    AllianceCreated,
+    AllianceEvent,
+    ExecutiveSponsor,
+    ExecutiveSponsorAppointed,
+    PartnerAdded,
+    PartnerOrganisation,
+    PartnershipAgreementVersionAgreed,
+    RelationalExpectationRecorded,
+    charter_stream,
+)
 
 MAX_PARTNERS = 20
 MAX_EXPECTATIONS = 50
 
 
-def stream_id(alliance_id: UUID | str) -> str:
-    return f"alliance-{alliance_id}"
+stream_id = charter_stream
 
 
 # --- what callers send ----------------------------------------------------------------------
@@ -27,11 +37,6 @@ def stream_id(alliance_id: UUID | str) -> str:
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PartnerOrganisation(Body):
-    org_id: OrgId = Field(description="The organisation's id, as in its members' tokens")
-    name: ShortText
 
 
 class AllianceCharter(Body):
@@ -49,12 +54,6 @@ class AllianceCharter(Body):
         if len({p.org_id for p in self.partners}) != len(self.partners):
             raise ValueError("each partner organisation may appear once")
         return self
-
-
-class ExecutiveSponsor(Body):
-    org_id: OrgId = Field(description="The partner organisation the sponsor speaks for")
-    name: ShortText
-    title: ShortText | None = None
 
 
 class RelationalExpectation(Body):
@@ -112,58 +111,9 @@ Command = (
 )
 
 
-# --- events ---------------------------------------------------------------------------------
+# --- events: the charter's published language, defined in the kernel (concord.membership) ---
 
-
-class AllianceEvent(DomainEvent):
-    aggregate: ClassVar[str] = "alliance"
-
-
-class AllianceCreated(AllianceEvent):
-    alliance_id: UUID
-    name: str
-    purpose: str
-    goals: list[str]
-    partners: list[PartnerOrganisation]
-    created_by_org: str
-    created_by: str
-
-
-class PartnerAdded(AllianceEvent):
-    partner: PartnerOrganisation
-    added_by_org: str
-    added_by: str
-
-
-class ExecutiveSponsorAppointed(AllianceEvent):
-    sponsor: ExecutiveSponsor
-    appointed_by_org: str
-    appointed_by: str
-
-
-class RelationalExpectationRecorded(AllianceEvent):
-    number: int
-    statement: str
-    recorded_by_org: str
-    recorded_by: str
-
-
-class PartnershipAgreementVersionAgreed(AllianceEvent):
-    version: int
-    summary: str
-    text: str
-    effective_from: date
-    agreed_by_org: str
-    agreed_by: str
-
-
-EVENTS: tuple[type[AllianceEvent], ...] = (
-    AllianceCreated,
-    PartnerAdded,
-    ExecutiveSponsorAppointed,
-    RelationalExpectationRecorded,
-    PartnershipAgreementVersionAgreed,
-)
+EVENTS = CHARTER_EVENTS
 
 
 # --- state ----------------------------------------------------------------------------------
@@ -206,8 +156,6 @@ def decide(state: Alliance, command: Command) -> list[AllianceEvent]:
                     purpose=charter.purpose,
                     goals=list(charter.goals),
                     partners=list(charter.partners),
-                    created_by_org=by.org,
-                    created_by=by.sub,
                 )
             ]
         case AddPartner(partner=partner):
@@ -215,7 +163,7 @@ def decide(state: Alliance, command: Command) -> list[AllianceEvent]:
                 raise Rejected(f"{partner.org_id} is already a partner", field_name="org_id")
             if len(state.partners) >= MAX_PARTNERS:
                 raise Rejected(f"An alliance has at most {MAX_PARTNERS} partners")
-            return [PartnerAdded(partner=partner, added_by_org=by.org, added_by=by.sub)]
+            return [PartnerAdded(partner=partner)]
         case AppointExecutiveSponsor(sponsor=sponsor):
             if not state.has_partner(sponsor.org_id):
                 raise Rejected(
@@ -224,11 +172,7 @@ def decide(state: Alliance, command: Command) -> list[AllianceEvent]:
                 )
             if sponsor in state.sponsors:
                 return []  # already so: nothing happened
-            return [
-                ExecutiveSponsorAppointed(
-                    sponsor=sponsor, appointed_by_org=by.org, appointed_by=by.sub
-                )
-            ]
+            return [ExecutiveSponsorAppointed(sponsor=sponsor)]
         case RecordRelationalExpectation(expectation=expectation):
             if expectation.statement.casefold() in {e.casefold() for e in state.expectations}:
                 raise Rejected("This relational expectation is already recorded")
@@ -238,8 +182,6 @@ def decide(state: Alliance, command: Command) -> list[AllianceEvent]:
                 RelationalExpectationRecorded(
                     number=len(state.expectations) + 1,
                     statement=expectation.statement,
-                    recorded_by_org=by.org,
-                    recorded_by=by.sub,
                 )
             ]
         case AgreePartnershipAgreementVersion(agreement=agreement):
@@ -256,8 +198,6 @@ def decide(state: Alliance, command: Command) -> list[AllianceEvent]:
                     summary=agreement.summary,
                     text=agreement.text,
                     effective_from=agreement.effective_from,
-                    agreed_by_org=by.org,
-                    agreed_by=by.sub,
                 )
             ]
     raise TypeError(f"not an alliance command: {command!r}")

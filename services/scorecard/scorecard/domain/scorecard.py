@@ -35,6 +35,7 @@ from concord.domain import (
     Rejected,
     ShortText,
 )
+from concord.events import EventRegistry
 from scorecard.domain.periods import Cadence, Period, cadence_of, months_in, period_of
 from scorecard.domain.pipeline import (
     Currency,
@@ -535,6 +536,9 @@ EVENTS: tuple[type[ScorecardEvent], ...] = (
     ProposalSubmitted,
     KeyAccountAgreed,
 )
+# What scorecard's events are called on the wire, and how their old versions read today.
+EVENT_REGISTRY = EventRegistry("scorecard")
+EVENT_REGISTRY.register(*EVENTS)
 
 
 # --- state ----------------------------------------------------------------------------------
