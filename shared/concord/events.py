@@ -192,8 +192,11 @@ class EventRegistry:
             upcast = self._upcasters.get((*key, version))
             if upcast is None:
                 raise KeyError(f"no upcaster for {cloud_event.type} from v{version}")
-            current = upcast(current)
             version += 1
+            current = upcast(current)
+            current = current.model_copy(
+                update={"type": current.type.rsplit(".v", 1)[0] + f".v{version}"}
+            )
         return Recorded(event_class.model_validate(current.data), current)
 
 

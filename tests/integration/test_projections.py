@@ -19,7 +19,6 @@ from sqlalchemy import text
 from concord.bus import stream_name
 from concord.runtime import ServiceRuntime
 from governance.settings import GovernanceSettings
-from scorecard.projections import KnownAlliances
 from scorecard.settings import ScorecardSettings
 from tests.conftest import JWT_SECRET, auth, charter, serve
 
@@ -58,7 +57,7 @@ async def governance_history(settings: Callable[..., Any]) -> AsyncIterator[list
 
 @pytest.fixture
 async def scorecard_runtime(settings: Callable[..., Any]) -> AsyncIterator[ServiceRuntime]:
-    runtime = ServiceRuntime(settings(ScorecardSettings), projections=[KnownAlliances()])
+    runtime = ServiceRuntime(settings(ScorecardSettings))
     await runtime.install()
     await runtime.bus.connect()
     yield runtime
@@ -69,7 +68,7 @@ async def scorecard_runtime(settings: Callable[..., Any]) -> AsyncIterator[Servi
 async def read_model(runtime: ServiceRuntime) -> list[str]:
     async with runtime.engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT k::text FROM scorecard.known_alliances k ORDER BY alliance_id")
+            text("SELECT k::text FROM scorecard.alliances k ORDER BY alliance_id")
         )
         return list(rows.scalars())
 
@@ -97,7 +96,7 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 async def test_a_redelivered_batch_changes_nothing(
     governance_history: list[str], scorecard_runtime: ServiceRuntime, js: JetStreamContext
 ) -> None:
-    runner = scorecard_runtime.runners["known_alliances"]
+    runner = scorecard_runtime.runners["alliances"]
     msgs = await all_messages(js)
     assert len(msgs) == 16
 
@@ -115,13 +114,13 @@ async def test_a_redelivered_batch_changes_nothing(
 async def test_rebuild_replays_history_into_the_same_read_model(
     governance_history: list[str], scorecard_runtime: ServiceRuntime, js: JetStreamContext
 ) -> None:
-    runner = scorecard_runtime.runners["known_alliances"]
+    runner = scorecard_runtime.runners["alliances"]
     async with scorecard_runtime.engine.connect() as conn:
         await runner.apply_batch(conn, await all_messages(js))
     live = await read_model(scorecard_runtime)
 
     async with scorecard_runtime.engine.begin() as conn:  # damage the read model
-        await conn.execute(text("UPDATE scorecard.known_alliances SET name = 'wrong'"))
+        await conn.execute(text("UPDATE scorecard.alliances SET name = 'wrong'"))
     report = await runner.rebuild(progress=False)
 
     assert report.events == 16
@@ -144,7 +143,9 @@ async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
     ):
         for alliance_id in governance_history:  # caught up from the durable consumer
             assert (
-                await scorecard.get(f"/alliances/{alliance_id}", headers=auth())
+                await scorecard.get(
+                    f"/alliances/{alliance_id}", params={"min_version": 1}, headers=auth()
+                )
             ).status_code == 200
 
         env = {
@@ -159,24 +160,28 @@ async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
             "concord.cli",
             "rebuild",
             "scorecard",
-            "known_alliances",
+            "alliances",
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await asyncio.wait_for(rebuild.communicate(), 60)
         assert rebuild.returncode == 0, output.decode()
-        assert "rebuilt known_alliances: 16 events" in output.decode()
+        assert "rebuilt alliances: 16 events" in output.decode()
 
         fresh = (
             await governance.post("/alliances", json=charter(name="After rebuild"), headers=auth())
         ).json()
-        read = await scorecard.get(f"/alliances/{fresh['id']}", headers=auth())
+        read = await scorecard.get(
+            f"/alliances/{fresh['id']}", params={"min_version": fresh["version"]}, headers=auth()
+        )
         assert read.status_code == 200
         assert read.json()["name"] == "After rebuild"
         for alliance_id in governance_history:
             assert (
-                await scorecard.get(f"/alliances/{alliance_id}", headers=auth())
+                await scorecard.get(
+                    f"/alliances/{alliance_id}", params={"min_version": 1}, headers=auth()
+                )
             ).status_code == 200
 
 
@@ -184,14 +189,14 @@ async def test_projection_lag_and_progress_are_exported_as_metrics(
     governance: httpx.AsyncClient, scorecard: httpx.AsyncClient
 ) -> None:
     alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
-    assert (await scorecard.get(f"/alliances/{alliance['id']}", headers=auth())).status_code == 200
-    labels = {"service": "scorecard", "projection": "known_alliances"}
+    read = await scorecard.get(
+        f"/alliances/{alliance['id']}", params={"min_version": 1}, headers=auth()
+    )
+    assert read.status_code == 200
+    labels = {"service": "scorecard", "projection": "alliances"}
     applied = REGISTRY.get_sample_value("concord_projection_events_total", labels)
     lag = REGISTRY.get_sample_value("concord_projection_lag_seconds", labels)
     assert applied is not None and applied >= 1
     assert lag is not None and 0 <= lag < 5
     exposed = (await scorecard.get("/metrics")).text
-    assert (
-        'concord_projection_lag_seconds{projection="known_alliances",service="scorecard"}'
-        in exposed
-    )
+    assert 'concord_projection_lag_seconds{projection="alliances",service="scorecard"}' in exposed

@@ -7,8 +7,9 @@ from uuid import uuid4
 
 import pytest
 
-from concord.domain import DomainEvent
+from concord.domain import Actor, DomainEvent
 from concord.events import CloudEvent, EventRegistry
+from concord.membership import CHARTER, PartnerAdded, PartnerOrganisation
 
 
 class TrustPulseClosed(DomainEvent):
@@ -76,3 +77,58 @@ def test_an_unknown_or_unupcastable_event_is_refused_loudly() -> None:
         )  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="unknown event type"):
         registry.decode(CloudEvent(type="concord.trust_survey.trust_pulse.reopened.v1", **base))  # type: ignore[arg-type]
+
+
+def test_who_caused_an_event_travels_in_the_envelope() -> None:
+    registry = EventRegistry("trust_survey")
+    registry.register(TrustPulseClosed)
+    alice = Actor(sub="alice", org="acme", roles=frozenset({"alliance_manager"}))
+    envelope = registry.envelope(
+        TrustPulseClosed(respondents=7, closed_by_org="acme"),
+        stream_id="trust-pulse-1",
+        stream_version=1,
+        alliance_id=None,
+        actor=alice,
+        causation_id="req-9",
+    )
+    wire = CloudEvent.from_json(envelope.to_json())
+    assert (wire.actorsub, wire.actororg, wire.causationid) == ("alice", "acme", "req-9")
+    recorded = registry.recorded(wire)
+    assert recorded.actor == Actor(sub="alice", org="acme")  # roles are not recorded
+    assert recorded.stream_version == 1
+
+
+def test_concord_itself_is_an_actor_without_an_organisation() -> None:
+    registry = EventRegistry("trust_survey")
+    registry.register(TrustPulseClosed)
+    envelope = registry.envelope(
+        TrustPulseClosed(respondents=7, closed_by_org="acme"),
+        stream_id="s",
+        stream_version=1,
+        alliance_id=None,
+        actor=Actor.system("trust_survey/timer"),
+    )
+    assert (envelope.actorsub, envelope.actororg) == ("trust_survey/timer", None)
+    assert registry.recorded(envelope).actor == Actor.system("trust_survey/timer")
+
+
+def test_an_event_that_named_its_actor_in_the_payload_says_so_from_the_envelope() -> None:
+    v1 = CloudEvent(
+        id=uuid4(),
+        source="/concord/governance",
+        type="concord.governance.alliance.partner_added.v1",
+        subject="alliance-1",
+        time="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+        data={
+            "partner": {"org_id": "initech", "name": "Initech"},
+            "added_by_org": "acme",
+            "added_by": "alice",
+        },
+        streamversion=2,
+    )
+    recorded = CHARTER.recorded(v1)
+    assert recorded.event == PartnerAdded(
+        partner=PartnerOrganisation(org_id="initech", name="Initech")
+    )
+    assert recorded.actor == Actor(sub="alice", org="acme")
+    assert recorded.envelope.type == "concord.governance.alliance.partner_added.v2"

@@ -63,12 +63,28 @@ def kpi(org: str = PARTNER_A, **overrides: Any) -> dict[str, Any]:
     }
 
 
+async def known_to(scorecard: httpx.AsyncClient, charter: dict[str, Any]) -> None:
+    """Scorecard learns of an alliance from governance's events: a client reads its own write
+    (the charter's version) before it acts on it."""
+    known = await scorecard.get(
+        f"/alliances/{charter['id']}", params={"min_version": charter["version"]}, headers=auth()
+    )
+    assert known.status_code == 200, known.text
+
+
 async def open_board(
     governance: httpx.AsyncClient, scorecard: httpx.AsyncClient, *orgs: str
 ) -> Board:
     created = await governance.post("/alliances", json=charter(*orgs), headers=auth())
     assert created.status_code == 201, created.text
     alliance_id = created.json()["id"]
+    # Scorecard learns of the alliance from governance's events: read our own write first.
+    known = await scorecard.get(
+        f"/alliances/{alliance_id}",
+        params={"min_version": created.json()["version"]},
+        headers=auth(),
+    )
+    assert known.status_code == 200, known.text
     opened = await scorecard.post(
         f"/alliances/{alliance_id}/scorecard", json={"currency": "EUR"}, headers=auth()
     )

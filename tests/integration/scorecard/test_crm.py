@@ -20,7 +20,14 @@ import pytest
 from concord.auth import sign
 from tests.conftest import auth, charter
 from tests.contract.conftest import assert_problem
-from tests.integration.scorecard.conftest import PARTNER_A, PARTNER_B, STRANGER, Board, crm_of
+from tests.integration.scorecard.conftest import (
+    PARTNER_A,
+    PARTNER_B,
+    STRANGER,
+    Board,
+    crm_of,
+    known_to,
+)
 
 EVENTS_PATH = "/integrations/crm/events"
 MARCH, APRIL = "2026-03", "2026-04"
@@ -586,6 +593,7 @@ async def test_alliance_without_scorecard_is_404_and_writes_nothing(
     )
     assert created_alliance.status_code == 201, created_alliance.text
     alliance_id = created_alliance.json()["id"]
+    await known_to(board.client, created_alliance.json())
     crm = await crm_of(Board(board.client, alliance_id))
     before = await tally()
 
