@@ -18,7 +18,9 @@ from concord.settings import ServiceSettings
 
 ORG_PATTERN = re.compile(ORG_ID_PATTERN)
 ALLIANCE_MANAGER = "alliance_manager"
-KNOWN_ROLES = frozenset({ALLIANCE_MANAGER, "executive_sponsor", "member", "viewer"})
+# Runs Concord (an SRE): sees and retries parked work, which can be about any alliance.
+OPERATOR = "operator"
+KNOWN_ROLES = frozenset({ALLIANCE_MANAGER, "executive_sponsor", "member", "viewer", OPERATOR})
 
 
 class Unauthorized(Exception):

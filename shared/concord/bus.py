@@ -145,7 +145,8 @@ class Bus:
         """A pull subscription on a durable consumer of `service`'s stream that resumes right
         after stream sequence `after` (the follower's checkpoint in PostgreSQL, the truth).
         The consumer is only a cursor: it is re-created whenever it delivered past the
-        checkpoint (those would wait out ack_wait) or was left ahead of it by a rebuild."""
+        checkpoint or holds unacknowledged deliveries (a leader died holding them: they would
+        wait out ack_wait), or was left ahead of the checkpoint by a rebuild."""
         js = self.js
         stream = stream_name(service)
         try:
@@ -153,7 +154,7 @@ class Bus:
         except NotFoundError:
             info = None
         delivered = (info.delivered.stream_seq or 0) if info and info.delivered else 0
-        if info is None or delivered > after:
+        if info is None or delivered > after or info.num_ack_pending:
             if info is not None:
                 await js.delete_consumer(stream, durable)
             await js.add_consumer(

@@ -473,6 +473,8 @@ ETAG = {
 SIGNED_WEBHOOK = "x-concord-signed-webhook"
 # Marks a POST that writes no event (`commands.remembered`): Idempotency-Key, but no ETag.
 NOT_A_STREAM = "x-concord-not-a-stream"
+# Marks an operator's POST (`concord.ops`): neither an Idempotency-Key nor an ETag.
+OPERATION = "x-concord-operation"
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -501,7 +503,7 @@ def document_command_headers(schema: dict[str, Any]) -> None:
     one place that honours them, so the document states them once, here."""
     for path, operations in schema["paths"].items():
         command = operations.get("post")
-        if command is None or command.get(SIGNED_WEBHOOK):
+        if command is None or command.get(SIGNED_WEBHOOK) or command.get(OPERATION):
             continue  # a signed webhook is idempotent by its own event ids
         parameters = command.setdefault("parameters", [])
         parameters.append(IDEMPOTENCY_KEY)
@@ -550,6 +552,9 @@ def create_service_app(
         max_body_bytes=runtime.settings.max_body_bytes,
     )
     app.include_router(health)
+    from concord import ops  # ops builds on this module's dependencies
+
+    app.include_router(ops.router)
     for router in routers:
         app.include_router(router)
 

@@ -9,10 +9,12 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord.auth import Authenticator
 from concord.bus import Bus
@@ -199,6 +201,16 @@ class ServiceRuntime:
         for kind, count in counts.items():
             WORK_PARKED.labels(self.service, kind).set(count)
         return counts
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only REPEATABLE READ transaction: several read-model tables read as of one
+        moment, so a page's version is the version of every row on it."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                await conn.execute(text("SET TRANSACTION READ ONLY"))
+                yield conn
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"postgres": False, "nats": self.bus.is_connected}

@@ -26,6 +26,7 @@ from concord.http import (
     if_match_version,
     require_manager,
 )
+from concord.membership import ExecutiveSponsor, PartnerOrganisation
 from concord.problems import bad_request, problem_responses
 from governance.domain.alliance import (
     AddPartner,
@@ -35,8 +36,6 @@ from governance.domain.alliance import (
     AllianceCharter,
     AppointExecutiveSponsor,
     CreateAlliance,
-    ExecutiveSponsor,
-    PartnerOrganisation,
     RecordRelationalExpectation,
     RelationalExpectation,
     alliance,

@@ -553,12 +553,35 @@ async def record_benefit(
 
 # --- reads ----------------------------------------------------------------------------------
 
+# The columns each read selects: named, so a column added by a migration changes no read.
+KPI_COLUMNS = (
+    "alliance_id, kpi_id, position, name, description, dimension, kind, unit, currency, "
+    "good_direction, owner_org, visibility, cadence, headline, feed, defined_at"
+)
+INITIATIVE_COLUMNS = (
+    "initiative_id, position, name, description, dimension, owner_org, owner_name, "
+    "leading_indicator, due_date, launched_at"
+)
+PROGRESS_COLUMNS = (
+    "initiative_id, stream_version, as_of, completion, status, note, by_org, by_sub, at"
+)
+OBJECTIVE_COLUMNS = "objective_id, position, name, description, dimension, kpi_ids"
+LINK_COLUMNS = "cause_id, effect_id, position"
+CHANGE_COLUMNS = (
+    "stream_version, kpi_id, period, change, old_value, new_value, status, source, note, "
+    "by_org, by_sub, at"
+)
+BENEFIT_COLUMNS = (
+    "entry_id, position, partner_org, kind, amount, currency, period, period_order, evidence, "
+    "visibility, by_org, by_sub, recorded_at"
+)
 _board = text(
     """SELECT currency, thresholds, version FROM scorecard.scorecards
        WHERE alliance_id = :id AND version >= :min_version"""
 ).columns(thresholds=JSONB)
 _kpis = text(
-    """SELECT * FROM scorecard.kpis WHERE alliance_id = :id
+    f"""SELECT {KPI_COLUMNS}
+       FROM scorecard.kpis WHERE alliance_id = :id
          AND (visibility = 'shared' OR owner_org = :org)
        ORDER BY position"""
 )
@@ -568,17 +591,21 @@ _numbers_of_kpis = text(
        WHERE n.alliance_id = :id AND (k.visibility = 'shared' OR k.owner_org = :org)
          AND n.period_order <= :through"""
 )
-_initiatives = text("SELECT * FROM scorecard.initiatives WHERE alliance_id = :id ORDER BY position")
+_initiatives = text(f"""SELECT {INITIATIVE_COLUMNS}
+       FROM scorecard.initiatives WHERE alliance_id = :id ORDER BY position""")
 _progress = text(
-    """SELECT * FROM scorecard.initiative_progress WHERE alliance_id = :id
+    f"""SELECT {PROGRESS_COLUMNS}
+       FROM scorecard.initiative_progress WHERE alliance_id = :id
        ORDER BY stream_version"""
 )
 _balance = text(
     """SELECT period, period_order, partner_org, amount FROM scorecard.benefit_balance
        WHERE alliance_id = :id"""
 )
-_objectives = text("SELECT * FROM scorecard.objectives WHERE alliance_id = :id")
-_links = text("SELECT * FROM scorecard.objective_links WHERE alliance_id = :id")
+_objectives = text(f"""SELECT {OBJECTIVE_COLUMNS}
+       FROM scorecard.objectives WHERE alliance_id = :id""")
+_links = text(f"""SELECT {LINK_COLUMNS}
+       FROM scorecard.objective_links WHERE alliance_id = :id""")
 
 
 class Board(BaseModel):
@@ -597,18 +624,24 @@ class Board(BaseModel):
 async def _open_board(
     runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, min_version: int
 ) -> Board:
-    """Checked before a read opens its connection: a read never holds one pooled connection
-    while it waits for another."""
+    """The alliance and its scorecard, or 404. Waits only for a caller that asks to read its
+    own write (`min_version`), and never holds a pooled connection while it waits."""
     alliance = await known_alliance(runtime, alliance_id, caller)
+    params = {"id": alliance_id, "min_version": min_version}
 
     async def lookup() -> Any:
         async with runtime.engine.connect() as conn:
-            params = {"id": alliance_id, "min_version": min_version}
             return (await conn.execute(_board, params)).first()
 
-    row = await runtime.read_your_writes(lookup, projection="scorecard_board")
+    row = await (
+        runtime.read_your_writes(lookup, projection="scorecard_board") if min_version else lookup()
+    )
     if row is None:
         raise NotFound("This alliance has no scorecard yet (or it has not caught up: retry)")
+    return _board_of(alliance, row)
+
+
+def _board_of(alliance: KnownAlliance, row: Any) -> Board:
     return Board(
         alliance=alliance,
         currency=row.currency,
@@ -637,7 +670,11 @@ async def _page(
     through = periods.order(periods.as_seen_in(view_period, periods.Cadence.quarter))
     params = {"id": alliance_id, "org": caller.org, "through": through}
     board = await _open_board(runtime, alliance_id, caller, min_version)
-    async with runtime.engine.connect() as conn:
+    # One snapshot for the whole page, so the version it shows is the version of every row.
+    async with runtime.snapshot() as conn:
+        board = _board_of(
+            board.alliance, (await conn.execute(_board, {**params, "min_version": 0})).one()
+        )
         kpi_rows = (await conn.execute(_kpis, params)).all()
         number_rows = (await conn.execute(_numbers_of_kpis, params)).all()
         initiative_rows = (await conn.execute(_initiatives, params)).all()
@@ -663,7 +700,7 @@ async def _page(
     reports: dict[UUID, list[Any]] = {}
     for row in progress_rows:
         reports.setdefault(row.initiative_id, []).append(row)
-    points = views.balance_points(balance_rows, board.partners, board.thresholds)
+    balance = views.balance_points(balance_rows, board.partners, board.thresholds)
     return views.ScorecardPage(
         alliance_id=alliance_id,
         alliance_name=board.alliance.name,
@@ -679,7 +716,7 @@ async def _page(
             for row in initiative_rows
         ],
         balance_of_benefits=views.balance_through(
-            points, board.partners, view_period, board.currency, board.thresholds
+            balance, board.partners, view_period, board.currency, board.thresholds
         ),
         strategy_map=views.strategy_map(
             objective_rows, link_rows, {row.kpi_id for row in kpi_rows}
@@ -730,7 +767,8 @@ async def export_csv(
 
 
 _one_kpi = text(
-    """SELECT * FROM scorecard.kpis WHERE alliance_id = :id AND kpi_id = :kpi_id
+    f"""SELECT {KPI_COLUMNS}
+       FROM scorecard.kpis WHERE alliance_id = :id AND kpi_id = :kpi_id
          AND (visibility = 'shared' OR owner_org = :org)"""
 )
 _kpi_numbers = text(
@@ -738,7 +776,8 @@ _kpi_numbers = text(
        WHERE alliance_id = :id AND kpi_id = :kpi_id"""
 )
 _kpi_changes = text(
-    """SELECT * FROM scorecard.kpi_changes WHERE alliance_id = :id AND kpi_id = :kpi_id
+    f"""SELECT {CHANGE_COLUMNS}
+       FROM scorecard.kpi_changes WHERE alliance_id = :id AND kpi_id = :kpi_id
        ORDER BY stream_version"""
 )
 
@@ -809,10 +848,12 @@ async def kpi_history(
 
 
 _one_initiative = text(
-    "SELECT * FROM scorecard.initiatives WHERE alliance_id = :id AND initiative_id = :initiative_id"
+    f"""SELECT {INITIATIVE_COLUMNS}
+       FROM scorecard.initiatives WHERE alliance_id = :id AND initiative_id = :initiative_id"""
 )
 _initiative_progress = text(
-    """SELECT * FROM scorecard.initiative_progress
+    f"""SELECT {PROGRESS_COLUMNS}
+       FROM scorecard.initiative_progress
        WHERE alliance_id = :id AND initiative_id = :initiative_id ORDER BY stream_version"""
 )
 
@@ -875,7 +916,8 @@ async def initiative_history(
 
 
 _ledger = text(
-    """SELECT * FROM scorecard.benefits
+    f"""SELECT {BENEFIT_COLUMNS}
+       FROM scorecard.benefits
        WHERE alliance_id = :id AND (visibility = 'shared' OR partner_org = :org)
          AND position > :after
        ORDER BY position LIMIT :limit"""

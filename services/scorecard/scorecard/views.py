@@ -235,7 +235,8 @@ def kpi_view(row: Any) -> KpiView:
 
 def series(kpi: KpiView, numbers: Iterable[Any], thresholds: StatusThresholds) -> list[SeriesPoint]:
     """A KPI's periods in order, each judged; direction looks at the actuals before it."""
-    points, earlier = [], []
+    points: list[SeriesPoint] = []
+    earlier: list[Decimal] = []
     for row in sorted(numbers, key=lambda r: r.period_order):
         points.append(
             SeriesPoint(
