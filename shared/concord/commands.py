@@ -223,6 +223,20 @@ async def in_stream(
     return await transaction(runtime, context, work)
 
 
+async def decide_on(
+    tx: Transaction,
+    decider: Decider[S, C],
+    stream_id: str,
+    alliance_id: str | None,
+    command: C,
+) -> StreamWrite[S]:
+    """Decide `command` on a stream within `tx` and append what it decided: what a reaction
+    or a timer does, with no answer to give."""
+    write = await tx.stream(decider, stream_id, alliance_id)
+    await write.append(decider.decide(write.state, command))
+    return write
+
+
 async def execute(
     runtime: ServiceRuntime,
     context: CommandContext,
