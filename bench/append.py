@@ -159,6 +159,8 @@ async def _raw(
                     "correlationid": None,
                     "causationid": None,
                     "traceparent": None,
+                    "actorsub": None,
+                    "actororg": None,
                 }
             )
             args = (event_id, stream, version, event_type, None, now, envelope)

@@ -419,6 +419,7 @@ def _domain(batches: Sequence[list[dict[str, Any]]], *, envelopes: bool) -> floa
                     stream_id=f"scorecard-{alliance_id}",
                     stream_version=version + offset,
                     alliance_id=str(alliance_id),
+                    actor=by,
                 ).model_dump_json()
             version += len(outcome.events)
         count += len(batch)

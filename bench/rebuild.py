@@ -89,8 +89,6 @@ async def _fill(stack: Stack, count: int) -> tuple[list[CloudEvent], dict[str, f
                 PartnerOrganisation(org_id="acme", name="Acme"),
                 PartnerOrganisation(org_id=f"partner{i % 97}", name=f"Partner {i % 97}"),
             ],
-            created_by_org=by.org,
-            created_by=by.sub,
         )
         envelopes.append(
             registry.envelope(
@@ -98,6 +96,7 @@ async def _fill(stack: Stack, count: int) -> tuple[list[CloudEvent], dict[str, f
                 stream_id=stream_id(alliance_id),
                 stream_version=1,
                 alliance_id=str(alliance_id),
+                actor=by,
                 at=start + timedelta(seconds=i),
             )
         )

@@ -3,7 +3,7 @@ the CRM pipeline."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -11,8 +11,25 @@ from uuid import UUID, uuid4
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from concord.domain import Actor, Forbidden, NotFound, Rejected
-from scorecard.domain.periods import Cadence, as_seen_in, end_of, months_in, order, period_of
+from concord.domain import (
+    Actor,
+    CancelTimer,
+    DomainEvent,
+    Forbidden,
+    NotFound,
+    Rejected,
+    ScheduleTimer,
+)
+from concord.events import CloudEvent
+from scorecard.domain.periods import (
+    Cadence,
+    as_seen_in,
+    end_of,
+    first_instant_after,
+    months_in,
+    order,
+    period_of,
+)
 from scorecard.domain.pipeline import Metric, PipelineItem
 from scorecard.domain.rules import (
     Direction,
@@ -24,6 +41,8 @@ from scorecard.domain.rules import (
     status_of,
 )
 from scorecard.domain.scorecard import (
+    EVENT_REGISTRY,
+    EVENTS,
     BenefitBalanceRestored,
     BenefitEntry,
     BenefitImbalanceDetected,
@@ -43,6 +62,7 @@ from scorecard.domain.scorecard import (
     ItemVerdict,
     KpiActual,
     KpiActualCorrected,
+    KpiActualMissing,
     KpiActualRecorded,
     KpiDefined,
     KpiDefinition,
@@ -53,6 +73,7 @@ from scorecard.domain.scorecard import (
     KpiWentOffTrack,
     LaunchInitiative,
     LinkObjectives,
+    NoteMissingActual,
     ObjectiveDefined,
     ObjectiveDefinition,
     ObjectiveLink,
@@ -60,6 +81,7 @@ from scorecard.domain.scorecard import (
     OpenScorecard,
     OpportunityCreated,
     OpportunityStageChanged,
+    PartnerWelcomed,
     ProposalSubmitted,
     RecordBenefit,
     RecordKpiActual,
@@ -71,8 +93,11 @@ from scorecard.domain.scorecard import (
     SetKpiTarget,
     UpdateInitiativeProgress,
     Visibility,
+    WelcomePartner,
     ingest,
     scorecard,
+    stream_id,
+    timers_for,
 )
 
 ANN = Actor("ann", "acme", frozenset({"alliance_manager"}))
@@ -202,6 +227,19 @@ def test_imbalance_index(amounts: dict[str, int], partners: tuple[str, ...], exp
     assert got == D(expected)
 
 
+def test_actuals_are_due_ten_days_after_a_period_unless_the_scorecard_says_otherwise() -> None:
+    """Thresholds recorded before the setting existed read as the default."""
+    assert DEFAULT.actual_grace_days == 10
+    old = StatusThresholds.model_validate(
+        {"on_track_from": "0.95", "off_track_below": "0.80", "flat_band": "0.02"}
+    )
+    assert old.actual_grace_days == 10
+    assert StatusThresholds(actual_grace_days=0).actual_grace_days == 0
+    for days in (-1, 91):
+        with pytest.raises(ValidationError, match="actual_grace_days"):
+            StatusThresholds(actual_grace_days=days)
+
+
 def test_thresholds_must_be_ordered() -> None:
     with pytest.raises(ValidationError, match="off_track_below"):
         StatusThresholds(on_track_from=D("0.80"), off_track_below=D("0.90"))
@@ -227,6 +265,9 @@ def test_periods() -> None:
     assert end_of("2028-02") == date(2028, 2, 29)
     assert end_of("2026-Q4") == date(2026, 12, 31)
     assert end_of("2026-Q1") == date(2026, 3, 31)
+    assert first_instant_after("2026-02") == datetime(2026, 3, 1, tzinfo=UTC)
+    assert first_instant_after("2026-12") == datetime(2027, 1, 1, tzinfo=UTC)
+    assert first_instant_after("2026-Q3") == datetime(2026, 10, 1, tzinfo=UTC)
 
 
 # --- opening and thresholds -------------------------------------------------------------------
@@ -237,7 +278,10 @@ def test_opening_a_scorecard_once() -> None:
     command = OpenScorecard(alliance_id, SETUP, PARTNERS, ANN)
     [event] = scorecard.decide(Scorecard(), command)
     assert isinstance(event, ScorecardOpened)
-    assert (event.opened_by_org, event.currency, event.partners) == ("acme", "EUR", list(PARTNERS))
+    assert event == ScorecardOpened(
+        alliance_id=alliance_id, partners=list(PARTNERS), currency="EUR", thresholds=DEFAULT
+    )
+    assert (event.currency, event.partners) == ("EUR", list(PARTNERS))
     state = scorecard.fold([event])
     assert (state.alliance_id, state.partners, state.thresholds) == (alliance_id, PARTNERS, DEFAULT)
     with pytest.raises(Rejected, match="already open"):
@@ -343,7 +387,16 @@ def test_recording_then_correcting_an_actual() -> None:
     kpi_id, state = defined(opened())
     [first], state = run(state, actual(kpi_id, "7"))
     assert isinstance(first, KpiActualRecorded)
-    assert (first.actual, first.source, first.recorded_by_org) == (D(7), "manual", "acme")
+    assert first == KpiActualRecorded(
+        kpi_id=kpi_id,
+        owner_org="acme",
+        visibility=Visibility.shared,
+        period="2026-03",
+        actual=D(7),
+        source="manual",
+        note=None,
+    )
+    assert (first.actual, first.source) == (D(7), "manual")
     assert scorecard.decide(state, actual(kpi_id, "7")) == []
     [second], state = run(state, actual(kpi_id, "9"))
     assert isinstance(second, KpiActualCorrected)
@@ -708,3 +761,257 @@ def test_money_in_another_currency_than_its_fed_kpi_is_refused_per_item() -> Non
     assert "kept in EUR" in (result.verdicts[0].reason or "")
     recorded = [e for e in result.events if isinstance(e, KpiActualRecorded)]
     assert [e.actual for e in recorded] == [D(80)]
+
+
+# --- who did it travels in the envelope -------------------------------------------------------
+
+
+def v1_envelope(event: DomainEvent, **who: str) -> CloudEvent:
+    """`event` as version 1 wrote it: who did it in the payload, nothing in the envelope."""
+    data = {**event.model_dump(mode="json", exclude={"previous_thresholds"}), **who}
+    alliance_id = uuid4()
+    return CloudEvent(
+        id=uuid4(),
+        source="/concord/scorecard",
+        type=f"concord.scorecard.scorecard.{event.event_name()}.v1",
+        subject=stream_id(alliance_id),
+        time=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+        data=data,
+        allianceid=str(alliance_id),
+        streamversion=4,
+    )
+
+
+def test_a_v1_target_says_who_set_it_in_its_envelope_now() -> None:
+    kpi_id = uuid4()
+    v1 = v1_envelope(
+        KpiTargetSet(
+            kpi_id=kpi_id,
+            owner_org="acme",
+            visibility=Visibility.shared,
+            period="2026-03",
+            target=D(100),
+            previous_target=None,
+        ),
+        set_by_org="acme",
+        set_by="ann",
+    )
+    recorded = EVENT_REGISTRY.recorded(v1)
+    assert recorded.event == KpiTargetSet(
+        kpi_id=kpi_id,
+        owner_org="acme",
+        visibility=Visibility.shared,
+        period="2026-03",
+        target=D(100),
+        previous_target=None,
+    )
+    assert recorded.actor == Actor(sub="ann", org="acme")
+    assert "set_by_org" not in recorded.envelope.data
+
+
+def test_no_event_names_who_did_it_in_its_payload() -> None:
+    for event in EVENTS:
+        actor_fields = {f for f in event.model_fields if f.endswith(("_by", "_by_org"))}
+        assert not actor_fields, event.__name__
+
+
+def everything_once() -> list[ScorecardEvent]:
+    """One event of every kind that named who did it in version 1."""
+    kpi_id, objective_id, cause_id, initiative_id = uuid4(), uuid4(), uuid4(), uuid4()
+    events = list(scorecard.decide(Scorecard(), OpenScorecard(uuid4(), SETUP, PARTNERS, ANN)))
+    state = scorecard.fold(events)
+    for command in (
+        ChangeThresholds(StatusThresholds(on_track_from=D("0.98")), ANN),
+        DefineKpi(kpi_id, kpi(), PARTNERS, ANN),
+        target(kpi_id, "100"),
+        actual(kpi_id, "99"),
+        actual(kpi_id, "98"),
+        DefineObjective(cause_id, objective("Train"), ANN),
+        DefineObjective(objective_id, objective("Grow", kpi_id), ANN),
+        link(cause_id, objective_id),
+        LaunchInitiative(initiative_id, plan(), PARTNERS, ANN),
+        UpdateInitiativeProgress(initiative_id, progress(40, date(2026, 3, 10)), ANN),
+        benefit("acme", "10"),
+    ):
+        decided, state = run(state, command)
+        events.append(decided[0])
+    return events
+
+
+V1_ACTOR_FIELDS = {
+    "ScorecardOpened": ("opened_by_org", "opened_by"),
+    "ScorecardThresholdsChanged": ("changed_by_org", "changed_by"),
+    "KpiDefined": ("defined_by_org", "defined_by"),
+    "KpiTargetSet": ("set_by_org", "set_by"),
+    "KpiActualRecorded": ("recorded_by_org", "recorded_by"),
+    "KpiActualCorrected": ("corrected_by_org", "corrected_by"),
+    "ObjectiveDefined": ("defined_by_org", "defined_by"),
+    "ObjectivesLinked": ("linked_by_org", "linked_by"),
+    "InitiativeLaunched": ("launched_by_org", "launched_by"),
+    "InitiativeProgressUpdated": ("updated_by_org", "updated_by"),
+    "BenefitRecorded": ("recorded_by_org", "recorded_by"),
+}
+
+
+def test_every_event_stored_at_v1_still_says_who_did_it() -> None:
+    events = everything_once()
+    assert {type(e).__name__ for e in events} == set(V1_ACTOR_FIELDS)
+    for event in events:
+        org, sub = V1_ACTOR_FIELDS[type(event).__name__]
+        recorded = EVENT_REGISTRY.recorded(v1_envelope(event, **{org: "acme", sub: "ann"}))
+        assert recorded.actor == Actor(sub="ann", org="acme"), type(event).__name__
+        assert type(recorded.event) is type(event) and type(event).schema_version == 2
+        if isinstance(event, ScorecardThresholdsChanged):  # v1 did not say what it was before
+            assert recorded.event == event.model_copy(update={"previous_thresholds": None})
+        else:
+            assert recorded.event == event
+
+
+# --- a missing actual (the kpi_actual_due timer) ----------------------------------------------
+
+SEVEN_DAYS = StatusThresholds(actual_grace_days=7)
+
+
+def timer_changes(state: Scorecard, command: Command) -> tuple[list[Any], Scorecard]:
+    """What `command` decides, as the timers its events set, move or cancel."""
+    events, after = run(state, command)
+    return timers_for(after, events), after
+
+
+def due_timer(kpi_id: UUID, period: str, due: datetime) -> ScheduleTimer:
+    return ScheduleTimer(
+        key=f"actual-due/{kpi_id}/{period}",
+        due=due,
+        name="kpi_actual_due",
+        data={"kpi_id": str(kpi_id), "period": period},
+    )
+
+
+def test_a_target_sets_the_timer_for_its_actual() -> None:
+    """Due the grace days after the period is over (midnight UTC after its last day)."""
+    kpi_id, state = defined(opened())
+    changes, state = timer_changes(state, target(kpi_id, "100"))
+    assert changes == [due_timer(kpi_id, "2026-03", datetime(2026, 4, 11, tzinfo=UTC))]
+    assert scorecard.timers is timers_for
+    quarterly_id, state = defined(state, name="Joint wins", cadence=Cadence.quarter)
+    changes, state = timer_changes(state, target(quarterly_id, "5", period="2026-Q2"))
+    assert changes == [due_timer(quarterly_id, "2026-Q2", datetime(2026, 7, 11, tzinfo=UTC))]
+
+
+def test_a_target_on_a_period_that_has_its_actual_sets_no_timer() -> None:
+    kpi_id, state = defined(opened())
+    _, state = run(state, actual(kpi_id, "80"))
+    changes, _ = timer_changes(state, target(kpi_id, "100"))
+    assert changes == []
+
+
+def test_the_actual_cancels_the_timer_and_a_correction_changes_nothing() -> None:
+    kpi_id, state = defined(opened())
+    _, state = run(state, target(kpi_id, "100"))
+    changes, state = timer_changes(state, actual(kpi_id, "70"))
+    assert changes == [CancelTimer(f"actual-due/{kpi_id}/2026-03")]
+    changes, _ = timer_changes(state, actual(kpi_id, "75"))
+    assert changes == []
+
+
+def test_a_crm_actual_cancels_the_timer_too() -> None:
+    kpi_id, state = defined(opened(), name="Proposals", feed=Metric.proposals_submitted)
+    _, state = run(state, target(kpi_id, "2"))
+    changes, _ = timer_changes(state, batch(counted("proposal.submitted", "2026-03-12T09:00:00Z")))
+    assert changes == [CancelTimer(f"actual-due/{kpi_id}/2026-03")]
+
+
+def test_new_grace_days_move_the_timers_of_actuals_still_due() -> None:
+    kpi_id, state = defined(opened())
+    other_id, state = defined(state, name="Proposals")
+    for period in ("2026-03", "2026-04", "2026-05"):
+        _, state = run(state, target(kpi_id, "100", period=period))
+    _, state = run(state, target(other_id, "3", period="2026-03"))
+    _, state = run(state, actual(kpi_id, "90", period="2026-04"))  # has its actual
+    _, state = run(state, NoteMissingActual(kpi_id, "2026-05"))  # already reported missing
+    changes, state = timer_changes(state, ChangeThresholds(SEVEN_DAYS, ANN))
+    assert sorted(changes, key=lambda c: c.key) == sorted(
+        [
+            due_timer(kpi_id, "2026-03", datetime(2026, 4, 8, tzinfo=UTC)),
+            due_timer(other_id, "2026-03", datetime(2026, 4, 8, tzinfo=UTC)),
+        ],
+        key=lambda c: c.key,
+    )
+    # Thresholds that keep the grace days move nothing.
+    changes, _ = timer_changes(
+        state, ChangeThresholds(StatusThresholds(actual_grace_days=7, on_track_from=D("0.9")), ANN)
+    )
+    assert changes == []
+
+
+def test_a_missing_actual_is_reported_once() -> None:
+    kpi_id, state = defined(
+        opened(), name="Margin", owner_org="acme", visibility=Visibility.private
+    )
+    _, state = run(state, ChangeThresholds(SEVEN_DAYS, ANN))
+    _, state = run(state, target(kpi_id, "12"))
+    events, state = run(state, NoteMissingActual(kpi_id, "2026-03"))
+    assert events == [
+        KpiActualMissing(
+            kpi_id=kpi_id,
+            owner_org="acme",
+            visibility=Visibility.private,
+            name="Margin",
+            period="2026-03",
+            target=D(12),
+            due=datetime(2026, 4, 8, tzinfo=UTC),
+        )
+    ]
+    assert state.numbers[(kpi_id, "2026-03")].reported_missing
+    # Moved and fired again (new grace days), it finds it already reported.
+    assert scorecard.decide(state, NoteMissingActual(kpi_id, "2026-03")) == []
+    changes, state = timer_changes(state, ChangeThresholds(DEFAULT, ANN))
+    assert changes == []
+    changes, state = timer_changes(state, target(kpi_id, "14"))
+    assert changes == []
+    # The actual may still come, late.
+    events, state = run(state, actual(kpi_id, "14"))
+    assert types(events) == [KpiActualRecorded]
+    assert state.numbers[(kpi_id, "2026-03")].actual == D(14)
+
+
+def test_nothing_is_missing_where_the_actual_came_or_nothing_was_asked() -> None:
+    kpi_id, state = defined(opened())
+    _, state = run(state, target(kpi_id, "100"))
+    _, state = run(state, actual(kpi_id, "100"))
+    assert scorecard.decide(state, NoteMissingActual(kpi_id, "2026-03")) == []
+    assert scorecard.decide(state, NoteMissingActual(kpi_id, "2026-04")) == []  # no target
+    assert scorecard.decide(state, NoteMissingActual(uuid4(), "2026-03")) == []  # no such KPI
+    assert scorecard.decide(Scorecard(), NoteMissingActual(kpi_id, "2026-03")) == []
+
+
+# --- a partner joins the balance of benefits --------------------------------------------------
+
+
+def test_a_partner_added_to_the_alliance_is_welcomed_once() -> None:
+    events, state = run(opened(), WelcomePartner("initech"))
+    assert events == [PartnerWelcomed(org_id="initech")]
+    assert state.partners == ("acme", "globex", "initech")
+    assert scorecard.decide(state, WelcomePartner("initech")) == []
+    assert scorecard.decide(state, WelcomePartner("acme")) == []
+    assert scorecard.decide(Scorecard(), WelcomePartner("initech")) == []  # no scorecard yet
+
+
+def test_a_welcomed_partner_with_nothing_gained_can_tip_the_balance() -> None:
+    """60/40 between two partners is 0.20; with a third at 0 it is 0.50."""
+    _, state = run(opened(), benefit("acme", "60"))
+    _, state = run(state, benefit("globex", "40", GUS))
+    assert not state.imbalanced
+    events, state = run(state, WelcomePartner("initech"))
+    assert types(events) == [PartnerWelcomed, BenefitImbalanceDetected]
+    detected = events[1]
+    assert isinstance(detected, BenefitImbalanceDetected)
+    assert detected.shares == {"acme": D("0.6"), "globex": D("0.4"), "initech": D(0)}
+    assert (detected.imbalance_index, detected.most_favoured_org) == (D("0.5"), "acme")
+    assert state.imbalanced
+
+
+def test_a_benefit_recorded_from_an_older_partner_list_keeps_the_welcomed_partner() -> None:
+    _, state = run(opened(), WelcomePartner("initech"))
+    _, state = run(state, benefit("acme", "10"))  # PARTNERS: acme and globex only
+    assert state.partners == ("acme", "globex", "initech")

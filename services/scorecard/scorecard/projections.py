@@ -8,10 +8,9 @@ Every `apply` uses only the event (its time, never now()), so a rebuild writes t
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -20,11 +19,27 @@ from sqlalchemy.dialects.postgresql import UUID as UUID_TYPE
 from concord.events import Recorded
 from concord.projections import Projection, ReadModel
 from scorecard.domain import periods
-from scorecard.domain.scorecard import EVENT_REGISTRY
+from scorecard.domain.rules import Status
+from scorecard.domain.scorecard import (
+    EVENT_REGISTRY,
+    BenefitRecorded,
+    InitiativeLaunched,
+    InitiativeProgressUpdated,
+    KpiActualCorrected,
+    KpiActualRecorded,
+    KpiDefined,
+    KpiRecovered,
+    KpiTargetSet,
+    KpiWentOffTrack,
+    ObjectiveDefined,
+    ObjectivesLinked,
+    ScorecardOpened,
+    ScorecardThresholdsChanged,
+    Visibility,
+)
 
-
-def _decimal(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(value)
+# Who made a change that nobody made (a status crossing: the change before it caused it).
+NOBODY: Mapping[str, str | None] = {"by_org": None, "by_sub": None}
 
 
 class ScorecardBoard(Projection):
@@ -271,206 +286,191 @@ class ScorecardBoard(Projection):
     )
 
     async def apply(self, model: ReadModel, recorded: Recorded[Any]) -> None:
-        event = recorded.envelope
-        d = event.data
-        common = {"id": event.allianceid, "version": event.streamversion, "at": event.time}
-        match event.name:
-            case "scorecard_opened":
+        common = {
+            "id": recorded.alliance_id,
+            "version": recorded.stream_version,
+            "at": recorded.time,
+        }
+        match recorded.event:
+            case ScorecardOpened() as e:
+                thresholds = e.thresholds.model_dump(mode="json")
                 model.write(
-                    self._opened,
-                    {**common, "currency": d["currency"], "thresholds": d["thresholds"]},
+                    self._opened, {**common, "currency": e.currency, "thresholds": thresholds}
                 )
                 return
-            case "scorecard_thresholds_changed":
+            case ScorecardThresholdsChanged() as e:
+                thresholds = e.thresholds.model_dump(mode="json")
                 model.write(
-                    self._thresholds, {"id": event.allianceid, "thresholds": d["thresholds"]}
+                    self._thresholds, {"id": recorded.alliance_id, "thresholds": thresholds}
                 )
-            case "kpi_defined":
-                model.write(
-                    self._kpi,
-                    {
-                        **common,
-                        **{
-                            k: d[k]
-                            for k in (
-                                "kpi_id",
-                                "name",
-                                "description",
-                                "dimension",
-                                "kind",
-                                "unit",
-                                "currency",
-                                "good_direction",
-                                "owner_org",
-                                "visibility",
-                                "cadence",
-                                "headline",
-                                "feed",
-                            )
-                        },
-                    },
-                )
-            case "kpi_target_set":
-                numbers = {
-                    **common,
-                    "kpi_id": d["kpi_id"],
-                    "period": d["period"],
-                    "order": periods.order(d["period"]),
-                    "value": Decimal(d["target"]),
-                }
-                model.write(self._target, numbers)
+            case KpiDefined() as e:
+                model.write(self._kpi, {**common, **_kpi_row(e)})
+            case KpiTargetSet() | KpiActualRecorded() | KpiActualCorrected() as e:
+                self._numbers(model, common, recorded, e)
+            case KpiWentOffTrack() as e:
                 self._log(
-                    model,
-                    common,
-                    d,
-                    "target_set",
-                    d["previous_target"],
-                    d["target"],
-                    by=(d["set_by_org"], d["set_by"]),
+                    model, common, e, "went_off_track", None, e.actual, status=Status.off_track
                 )
-            case "kpi_actual_recorded" | "kpi_actual_corrected":
-                corrected = event.name == "kpi_actual_corrected"
-                model.write(
-                    self._actual,
-                    {
-                        **common,
-                        "kpi_id": d["kpi_id"],
-                        "period": d["period"],
-                        "order": periods.order(d["period"]),
-                        "value": Decimal(d["actual"]),
-                        "source": d["source"],
-                    },
-                )
-                self._log(
-                    model,
-                    common,
-                    d,
-                    "actual_corrected" if corrected else "actual_recorded",
-                    d.get("previous_actual"),
-                    d["actual"],
-                    by=(d["corrected_by_org"], d["corrected_by"])
-                    if corrected
-                    else (d["recorded_by_org"], d["recorded_by"]),
-                    source=d["source"],
-                    note=d["note"],
-                )
-            case "kpi_went_off_track":
-                self._log(model, common, d, "went_off_track", None, d["actual"], status="off_track")
-            case "kpi_recovered":
-                self._log(model, common, d, "recovered", None, d["actual"], status=d["status"])
-            case "objective_defined":
+            case KpiRecovered() as e:
+                self._log(model, common, e, "recovered", None, e.actual, status=e.status)
+            case ObjectiveDefined() as e:
                 model.write(
                     self._objective,
                     {
                         **common,
-                        "objective_id": d["objective_id"],
-                        "name": d["name"],
-                        "description": d["description"],
-                        "dimension": d["dimension"],
-                        "kpi_ids": [UUID(k) for k in d["kpi_ids"]],
+                        "objective_id": e.objective_id,
+                        "name": e.name,
+                        "description": e.description,
+                        "dimension": e.dimension,
+                        "kpi_ids": e.kpi_ids,
                     },
                 )
-            case "objectives_linked":
+            case ObjectivesLinked() as e:
                 model.write(
-                    self._link, {**common, "cause_id": d["cause_id"], "effect_id": d["effect_id"]}
+                    self._link, {**common, "cause_id": e.cause_id, "effect_id": e.effect_id}
                 )
-            case "initiative_launched":
-                model.write(
-                    self._initiative,
-                    {
-                        **common,
-                        **{
-                            k: d[k]
-                            for k in (
-                                "initiative_id",
-                                "name",
-                                "description",
-                                "dimension",
-                                "owner_org",
-                                "owner_name",
-                                "leading_indicator",
-                            )
-                        },
-                        "due_date": date.fromisoformat(d["due_date"]),
-                    },
-                )
-            case "initiative_progress_updated":
+            case InitiativeLaunched() as e:
+                model.write(self._initiative, {**common, **_initiative_row(e)})
+            case InitiativeProgressUpdated() as e:
                 model.write(
                     self._progress,
                     {
                         **common,
-                        "initiative_id": d["initiative_id"],
-                        "as_of": date.fromisoformat(d["as_of"]),
-                        "completion": d["completion"],
-                        "status": d["status"],
-                        "note": d["note"],
-                        "by_org": d["updated_by_org"],
-                        "by_sub": d["updated_by"],
+                        "initiative_id": e.initiative_id,
+                        "as_of": e.as_of,
+                        "completion": e.completion,
+                        "status": e.status,
+                        "note": e.note,
+                        **_who(recorded),
                     },
                 )
-            case "benefit_recorded":
-                model.write(
-                    self._benefit,
-                    {
-                        **common,
-                        **{
-                            k: d[k]
-                            for k in (
-                                "entry_id",
-                                "partner_org",
-                                "kind",
-                                "currency",
-                                "period",
-                                "evidence",
-                                "visibility",
-                            )
-                        },
-                        "amount": Decimal(d["amount"]),
-                        "order": periods.order(d["period"]),
-                        "by_org": d["recorded_by_org"],
-                        "by_sub": d["recorded_by"],
-                    },
-                )
-                if d["visibility"] == "shared":
-                    model.write(
-                        self._balance,
-                        {
-                            "id": event.allianceid,
-                            "period": d["period"],
-                            "order": periods.order(d["period"]),
-                            "partner_org": d["partner_org"],
-                            "amount": Decimal(d["amount"]),
-                        },
-                    )
+            case BenefitRecorded() as e:
+                self._benefit_recorded(model, common, recorded, e)
+        # Everything else (a balance crossing, a missing actual, a partner welcomed, the
+        # pipeline) shows only as the scorecard's version.
         model.write(self._version, common)
+
+    def _numbers(
+        self,
+        model: ReadModel,
+        common: dict[str, Any],
+        recorded: Recorded[Any],
+        e: KpiTargetSet | KpiActualRecorded | KpiActualCorrected,
+    ) -> None:
+        numbers = {
+            **common,
+            "kpi_id": e.kpi_id,
+            "period": e.period,
+            "order": periods.order(e.period),
+        }
+        who = _who(recorded)
+        if isinstance(e, KpiTargetSet):
+            model.write(self._target, {**numbers, "value": e.target})
+            self._log(model, common, e, "target_set", e.previous_target, e.target, who=who)
+            return
+        model.write(self._actual, {**numbers, "value": e.actual, "source": e.source})
+        if isinstance(e, KpiActualCorrected):
+            change, old = "actual_corrected", e.previous_actual
+        else:
+            change, old = "actual_recorded", None
+        self._log(model, common, e, change, old, e.actual, who=who, source=e.source, note=e.note)
+
+    def _benefit_recorded(
+        self, model: ReadModel, common: dict[str, Any], recorded: Recorded[Any], e: BenefitRecorded
+    ) -> None:
+        order = periods.order(e.period)
+        model.write(
+            self._benefit,
+            {
+                **common,
+                "entry_id": e.entry_id,
+                "partner_org": e.partner_org,
+                "kind": e.kind,
+                "amount": e.amount,
+                "currency": e.currency,
+                "period": e.period,
+                "order": order,
+                "evidence": e.evidence,
+                "visibility": e.visibility,
+                **_who(recorded),
+            },
+        )
+        if e.visibility is Visibility.shared:
+            model.write(
+                self._balance,
+                {
+                    "id": recorded.alliance_id,
+                    "period": e.period,
+                    "order": order,
+                    "partner_org": e.partner_org,
+                    "amount": e.amount,
+                },
+            )
 
     def _log(
         self,
         model: ReadModel,
         common: dict[str, Any],
-        d: dict[str, Any],
+        e: KpiTargetSet | KpiActualRecorded | KpiActualCorrected | KpiWentOffTrack | KpiRecovered,
         change: str,
-        old: Any,
-        new: Any,
+        old: Decimal | None,
+        new: Decimal | None,
         *,
-        by: tuple[str, str] | None = None,
+        who: Mapping[str, str | None] = NOBODY,
         source: str | None = None,
         note: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
     ) -> None:
+        """One line of a KPI's history."""
         model.write(
             self._change,
             {
                 **common,
-                "kpi_id": d["kpi_id"],
-                "period": d["period"],
+                "kpi_id": e.kpi_id,
+                "period": e.period,
                 "change": change,
-                "old": _decimal(old),
-                "new": _decimal(new),
+                "old": old,
+                "new": new,
                 "status": status,
                 "source": source,
                 "note": note,
-                "by_org": by[0] if by else None,
-                "by_sub": by[1] if by else None,
+                **who,
             },
         )
+
+
+def _who(recorded: Recorded[Any]) -> dict[str, str | None]:
+    """Who made a change, as its envelope says (Concord itself has no organisation: "")."""
+    actor = recorded.actor
+    return {"by_org": actor.org if actor else None, "by_sub": actor.sub if actor else None}
+
+
+def _kpi_row(e: KpiDefined) -> dict[str, Any]:
+    return {
+        "kpi_id": e.kpi_id,
+        "name": e.name,
+        "description": e.description,
+        "dimension": e.dimension,
+        "kind": e.kind,
+        "unit": e.unit,
+        "currency": e.currency,
+        "good_direction": e.good_direction.value,  # not a str (see GoodDirection)
+        "owner_org": e.owner_org,
+        "visibility": e.visibility,
+        "cadence": e.cadence,
+        "headline": e.headline,
+        "feed": e.feed,
+    }
+
+
+def _initiative_row(e: InitiativeLaunched) -> dict[str, Any]:
+    return {
+        "initiative_id": e.initiative_id,
+        "name": e.name,
+        "description": e.description,
+        "dimension": e.dimension,
+        "owner_org": e.owner_org,
+        "owner_name": e.owner_name,
+        "leading_indicator": e.leading_indicator,
+        "due_date": e.due_date,
+    }

@@ -24,7 +24,6 @@ from scorecard.settings import ScorecardSettings
 from tests.conftest import JWT_SECRET, Stack, empty_jetstream, fresh_database, serve
 from tests.integration.scorecard.conftest import PARTNER_A, Board
 
-EVENT = "concord.scorecard.scorecard.{}.v1"
 PROJECTIONS = ("scorecard_board",)
 
 
@@ -103,11 +102,16 @@ async def caught_up(runtime: ServiceRuntime, timeout: float = 10.0) -> None:
 
 
 def of_type(events: list[tuple[str, dict[str, Any]]], name: str) -> list[dict[str, Any]]:
-    return [data for event_type, data in events if event_type == EVENT.format(name)]
+    """The payloads of the events called `name`, whatever their schema version."""
+    return [data for event_type, data in events if _name(event_type) == name]
 
 
 def names(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    return [event_type.split(".")[3] for event_type, _ in events]
+    return [_name(event_type) for event_type, _ in events]
+
+
+def _name(event_type: str) -> str:
+    return event_type.split(".")[3]
 
 
 def card(page: dict[str, Any], kpi_id: str) -> dict[str, Any]:

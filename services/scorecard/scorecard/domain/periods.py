@@ -5,7 +5,7 @@ The scorecard is reviewed jointly every month; some KPIs are only measured per q
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -57,6 +57,11 @@ def end_of(period: str) -> date:
     year, month = (int(x) for x in last_month(period).split("-"))
     following = date(year + month // 12, month % 12 + 1, 1)
     return date.fromordinal(following.toordinal() - 1)
+
+
+def first_instant_after(period: str) -> datetime:
+    """When a period is over: midnight UTC at the start of the day after its last day."""
+    return datetime.combine(end_of(period) + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 def as_seen_in(view: str, cadence: Cadence) -> str:

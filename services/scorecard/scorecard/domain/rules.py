@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum, StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from concord.domain import DecimalNumber
 
@@ -43,6 +43,8 @@ class StatusThresholds(BaseModel):
     between. Direction compares a period's actual with the mean of up to three earlier
     periods: a change within ±`flat_band` of it is flat. The balance of benefits is
     imbalanced from `imbalance_threshold` on (0 = equal shares, 1 = one partner gains all).
+    A period's actual is due `actual_grace_days` after the period ends; a KPI period with a
+    target and no actual by then is reported missing.
     """
 
     # Defaults go through the same rounding as given values, so they always read "0.9500".
@@ -52,6 +54,14 @@ class StatusThresholds(BaseModel):
     off_track_below: Ratio = Decimal("0.80")
     flat_band: Ratio = Decimal("0.02")
     imbalance_threshold: Ratio = Decimal("0.30")
+    # Thresholds recorded before this setting existed read as the default.
+    actual_grace_days: int = Field(
+        10,
+        ge=0,
+        le=90,
+        description="Days after a period ends by which its actuals are due: a KPI period "
+        "with a target and no actual by then is reported missing",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> StatusThresholds:

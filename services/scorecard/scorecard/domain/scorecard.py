@@ -8,16 +8,20 @@ and the pipeline its partners' CRMs report. Pure: `decide(state, command) -> eve
 Every decision is followed by its judgement (`_judge`): the status of each KPI period it
 touched and the balance of benefits are compared before and after, and a crossing is an event
 (`KpiWentOffTrack`, `KpiRecovered`, `BenefitImbalanceDetected`, `BenefitBalanceRestored`).
+
+Some events set timers (`timers_for`): a target sets the time its period's actual is due, and
+if the actual is still missing then, Concord's own `NoteMissingActual` reports it. Concord
+also welcomes a partner governance adds (`WelcomePartner`), which can tip the balance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import immutables
@@ -25,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from concord.domain import (
     Actor,
+    CancelTimer,
     Decider,
     DecimalNumber,
     DomainEvent,
@@ -33,10 +38,19 @@ from concord.domain import (
     NotFound,
     OrgId,
     Rejected,
+    ScheduleTimer,
     ShortText,
+    TimerChange,
 )
 from concord.events import EventRegistry
-from scorecard.domain.periods import Cadence, Period, cadence_of, months_in, period_of
+from scorecard.domain.periods import (
+    Cadence,
+    Period,
+    cadence_of,
+    first_instant_after,
+    months_in,
+    period_of,
+)
 from scorecard.domain.pipeline import (
     Currency,
     Metric,
@@ -290,7 +304,27 @@ class IngestPipeline:
     by: Actor
 
 
-Command = (
+# Concord's own commands: a timer or a reaction runs them, nobody asks, so they have no `by`
+# and find nothing to do (rather than an error) when there is no scorecard.
+
+
+@dataclass(frozen=True)
+class NoteMissingActual:
+    """A KPI period's actual is due (the `kpi_actual_due` timer fired)."""
+
+    kpi_id: UUID
+    period: str
+
+
+@dataclass(frozen=True)
+class WelcomePartner:
+    """Governance added a partner organisation to the alliance."""
+
+    org_id: str
+
+
+# Asked for by a partner organisation's member (or its CRM): `by` says who, and its rules.
+PartnerCommand = (
     OpenScorecard
     | ChangeThresholds
     | DefineKpi
@@ -303,6 +337,8 @@ Command = (
     | RecordBenefit
     | IngestPipeline
 )
+ConcordCommand = NoteMissingActual | WelcomePartner
+Command = PartnerCommand | ConcordCommand
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -313,18 +349,18 @@ class ScorecardEvent(DomainEvent):
 
 
 class ScorecardOpened(ScorecardEvent):
+    schema_version: ClassVar[int] = 2
     alliance_id: UUID
-    partners: list[str]
+    partners: list[str]  # the alliance's partners at opening: the balance is shared among them
     currency: str
     thresholds: StatusThresholds
-    opened_by_org: str
-    opened_by: str
 
 
 class ScorecardThresholdsChanged(ScorecardEvent):
+    schema_version: ClassVar[int] = 2
     thresholds: StatusThresholds
-    changed_by_org: str
-    changed_by: str
+    # None on events recorded before v2, which did not say.
+    previous_thresholds: StatusThresholds | None = None
 
 
 class KpiEvent(ScorecardEvent):
@@ -337,6 +373,7 @@ class KpiEvent(ScorecardEvent):
 
 
 class KpiDefined(KpiEvent):
+    schema_version: ClassVar[int] = 2
     name: str
     description: str | None
     dimension: Dimension
@@ -347,40 +384,35 @@ class KpiDefined(KpiEvent):
     cadence: Cadence
     headline: bool
     feed: Metric | None
-    defined_by_org: str
-    defined_by: str
 
 
 class KpiTargetSet(KpiEvent):
+    schema_version: ClassVar[int] = 2
     period: str
     target: Decimal
     previous_target: Decimal | None
-    set_by_org: str
-    set_by: str
 
 
 class KpiActualRecorded(KpiEvent):
     """The first actual for a period: by hand, or derived from the CRM (`source`)."""
 
+    schema_version: ClassVar[int] = 2
     period: str
     actual: Decimal
     source: str  # "manual" or "crm"
     note: str | None
-    recorded_by_org: str
-    recorded_by: str
 
 
 class KpiActualCorrected(KpiEvent):
     """A later value for a period that had one: late data or a correction. The previous
     value stays in the KPI's history."""
 
+    schema_version: ClassVar[int] = 2
     period: str
     actual: Decimal
     previous_actual: Decimal
     source: str
     note: str | None
-    corrected_by_org: str
-    corrected_by: str
 
 
 class KpiWentOffTrack(KpiEvent):
@@ -397,24 +429,35 @@ class KpiRecovered(KpiEvent):
     status: Status
 
 
+class KpiActualMissing(KpiEvent):
+    """A KPI period with a target has no actual by the time it was due (the period's end
+    plus the scorecard's `actual_grace_days`): reported once, for the owner organisation to
+    catch up. The actual may still be recorded later. For a CRM-fed KPI it means the CRM
+    reported nothing for the period."""
+
+    name: str
+    period: str
+    target: Decimal
+    due: datetime
+
+
 class ObjectiveDefined(ScorecardEvent):
+    schema_version: ClassVar[int] = 2
     objective_id: UUID
     name: str
     description: str | None
     dimension: Dimension
     kpi_ids: list[UUID]
-    defined_by_org: str
-    defined_by: str
 
 
 class ObjectivesLinked(ScorecardEvent):
+    schema_version: ClassVar[int] = 2
     cause_id: UUID
     effect_id: UUID
-    linked_by_org: str
-    linked_by: str
 
 
 class InitiativeLaunched(ScorecardEvent):
+    schema_version: ClassVar[int] = 2
     initiative_id: UUID
     name: str
     description: str | None
@@ -423,22 +466,20 @@ class InitiativeLaunched(ScorecardEvent):
     owner_name: str
     leading_indicator: str
     due_date: date
-    launched_by_org: str
-    launched_by: str
 
 
 class InitiativeProgressUpdated(ScorecardEvent):
+    schema_version: ClassVar[int] = 2
     initiative_id: UUID
     completion: int
     status: InitiativeStatus
     as_of: date
     note: str | None
     previous_completion: int
-    updated_by_org: str
-    updated_by: str
 
 
 class BenefitRecorded(ScorecardEvent):
+    schema_version: ClassVar[int] = 2
     entry_id: UUID
     partner_org: str
     kind: BenefitKind
@@ -447,9 +488,7 @@ class BenefitRecorded(ScorecardEvent):
     period: str
     evidence: str
     visibility: Visibility
-    partners: list[str]  # whom the balance is shared among from now on
-    recorded_by_org: str
-    recorded_by: str
+    partners: list[str]  # the alliance's partners when it was recorded
 
 
 class BenefitImbalanceDetected(ScorecardEvent):
@@ -463,6 +502,13 @@ class BenefitBalanceRestored(ScorecardEvent):
     imbalance_index: Decimal
     threshold: Decimal
     shares: dict[str, Decimal]
+
+
+class PartnerWelcomed(ScorecardEvent):
+    """A partner organisation joined the alliance after the scorecard was opened: it shares
+    in the balance of benefits from now on, with nothing recorded for it yet."""
+
+    org_id: str
 
 
 class PipelineEvent(ScorecardEvent):
@@ -522,6 +568,7 @@ EVENTS: tuple[type[ScorecardEvent], ...] = (
     KpiActualCorrected,
     KpiWentOffTrack,
     KpiRecovered,
+    KpiActualMissing,
     ObjectiveDefined,
     ObjectivesLinked,
     InitiativeLaunched,
@@ -529,6 +576,7 @@ EVENTS: tuple[type[ScorecardEvent], ...] = (
     BenefitRecorded,
     BenefitImbalanceDetected,
     BenefitBalanceRestored,
+    PartnerWelcomed,
     OpportunityCreated,
     OpportunityStageChanged,
     OpportunityWon,
@@ -539,6 +587,21 @@ EVENTS: tuple[type[ScorecardEvent], ...] = (
 # What scorecard's events are called on the wire, and how their old versions read today.
 EVENT_REGISTRY = EventRegistry("scorecard")
 EVENT_REGISTRY.register(*EVENTS)
+# Version 1 named who did it in the payload; the envelope says so now.
+for _event, _org, _sub in (
+    (ScorecardOpened, "opened_by_org", "opened_by"),
+    (ScorecardThresholdsChanged, "changed_by_org", "changed_by"),
+    (KpiDefined, "defined_by_org", "defined_by"),
+    (KpiTargetSet, "set_by_org", "set_by"),
+    (KpiActualRecorded, "recorded_by_org", "recorded_by"),
+    (KpiActualCorrected, "corrected_by_org", "corrected_by"),
+    (ObjectiveDefined, "defined_by_org", "defined_by"),
+    (ObjectivesLinked, "linked_by_org", "linked_by"),
+    (InitiativeLaunched, "launched_by_org", "launched_by"),
+    (InitiativeProgressUpdated, "updated_by_org", "updated_by"),
+    (BenefitRecorded, "recorded_by_org", "recorded_by"),
+):
+    EVENT_REGISTRY.actor_moved(_event, 1, org=_org, sub=_sub)
 
 
 # --- state ----------------------------------------------------------------------------------
@@ -567,6 +630,12 @@ class Kpi:
 class Numbers:
     target: Decimal | None = None
     actual: Decimal | None = None
+    reported_missing: bool = False  # the actual was not there when it was due
+
+    @property
+    def awaits_actual(self) -> bool:
+        """A target, no actual yet, and not yet reported missing: its actual is still due."""
+        return self.target is not None and self.actual is None and not self.reported_missing
 
 
 @dataclass(frozen=True)
@@ -691,10 +760,10 @@ def decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                 partners=list(command.partners),
                 currency=command.setup.currency,
                 thresholds=command.setup.thresholds,
-                opened_by_org=command.by.org,
-                opened_by=command.by.sub,
             )
         ]
+    if isinstance(command, ConcordCommand):
+        return _judge(state, _concord_decides(state, command)) if state.exists else []
     if not state.exists:
         raise NotFound("This alliance has no scorecard yet")
     if isinstance(command, IngestPipeline):
@@ -702,7 +771,32 @@ def decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
     return _judge(state, _decide(state, command))
 
 
-def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
+def _concord_decides(state: Scorecard, command: ConcordCommand) -> list[ScorecardEvent]:
+    match command:
+        case NoteMissingActual(kpi_id=kpi_id, period=period):
+            kpi = state.kpis.get(kpi_id)
+            numbers = state.numbers.get((kpi_id, period), Numbers())
+            if kpi is None or not numbers.awaits_actual:
+                return []
+            assert numbers.target is not None
+            return [
+                KpiActualMissing(
+                    kpi_id=kpi_id,
+                    owner_org=kpi.owner_org,
+                    visibility=kpi.visibility,
+                    name=kpi.name,
+                    period=period,
+                    target=numbers.target,
+                    due=actual_due(period, state.thresholds),
+                )
+            ]
+        case WelcomePartner(org_id=org_id):
+            if org_id in state.partners:
+                return []
+            return [PartnerWelcomed(org_id=org_id)]
+
+
+def _decide(state: Scorecard, command: PartnerCommand) -> list[ScorecardEvent]:
     by = command.by
     match command:
         case ChangeThresholds(thresholds=thresholds):
@@ -710,7 +804,7 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                 return []
             return [
                 ScorecardThresholdsChanged(
-                    thresholds=thresholds, changed_by_org=by.org, changed_by=by.sub
+                    thresholds=thresholds, previous_thresholds=state.thresholds
                 )
             ]
         case DefineKpi(kpi_id=kpi_id, definition=d, partners=partners):
@@ -728,8 +822,6 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     period=t.period,
                     target=t.target,
                     previous_target=previous,
-                    set_by_org=by.org,
-                    set_by=by.sub,
                 )
             ]
         case RecordKpiActual(kpi_id=kpi_id, actual=a):
@@ -739,7 +831,7 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     f"This KPI is fed by {kpi.owner_org}'s CRM ({kpi.feed}): correct the "
                     "numbers there and the CRM's next events correct them here"
                 )
-            return _actual(state, kpi, a.period, a.actual, "manual", a.note, by)
+            return _actual(state, kpi, a.period, a.actual, "manual", a.note)
         case DefineObjective(objective_id=objective_id, definition=d):
             if len(state.objectives) >= MAX_OBJECTIVES:
                 raise Rejected(f"A scorecard has at most {MAX_OBJECTIVES} objectives")
@@ -756,8 +848,6 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     description=d.description,
                     dimension=d.dimension,
                     kpi_ids=list(d.kpi_ids),
-                    defined_by_org=by.org,
-                    defined_by=by.sub,
                 )
             ]
         case LinkObjectives(link=link):
@@ -775,14 +865,7 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     "That link would close a loop: the strategy map runs from causes to effects",
                     field_name="effect_id",
                 )
-            return [
-                ObjectivesLinked(
-                    cause_id=link.cause_id,
-                    effect_id=link.effect_id,
-                    linked_by_org=by.org,
-                    linked_by=by.sub,
-                )
-            ]
+            return [ObjectivesLinked(cause_id=link.cause_id, effect_id=link.effect_id)]
         case LaunchInitiative(initiative_id=initiative_id, plan=p, partners=partners):
             if len(state.initiatives) >= MAX_INITIATIVES:
                 raise Rejected(f"A scorecard has at most {MAX_INITIATIVES} initiatives")
@@ -802,8 +885,6 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     owner_name=p.owner_name,
                     leading_indicator=p.leading_indicator,
                     due_date=p.due_date,
-                    launched_by_org=by.org,
-                    launched_by=by.sub,
                 )
             ]
         case UpdateInitiativeProgress(initiative_id=initiative_id, progress=p):
@@ -825,8 +906,6 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     as_of=p.as_of,
                     note=p.note,
                     previous_completion=initiative.completion,
-                    updated_by_org=by.org,
-                    updated_by=by.sub,
                 )
             ]
         case RecordBenefit(entry_id=entry_id, entry=e, partners=partners):
@@ -852,8 +931,6 @@ def _decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
                     evidence=e.evidence,
                     visibility=e.visibility,
                     partners=list(partners),
-                    recorded_by_org=by.org,
-                    recorded_by=by.sub,
                 )
             ]
     raise TypeError(f"not a scorecard command: {command!r}")
@@ -894,8 +971,6 @@ def _define_kpi(
         cadence=d.cadence,
         headline=d.headline,
         feed=d.feed,
-        defined_by_org=by.org,
-        defined_by=by.sub,
     )
     events: list[ScorecardEvent] = [defined]
     if d.feed is not None:
@@ -912,7 +987,7 @@ def _define_kpi(
         for period in periods:
             total = with_kpi.metric_total(kpi, period)
             if total:
-                events += _actual(with_kpi, kpi, period, total, "crm", None, by)
+                events += _actual(with_kpi, kpi, period, total, "crm", None)
     return events
 
 
@@ -937,7 +1012,6 @@ def _actual(
     value: Decimal,
     source: str,
     note: str | None,
-    by: Actor,
 ) -> list[ScorecardEvent]:
     previous = state.numbers.get((kpi.kpi_id, period), Numbers()).actual
     if previous == value:
@@ -952,12 +1026,8 @@ def _actual(
         "note": note,
     }
     if previous is None:
-        return [KpiActualRecorded(**common, recorded_by_org=by.org, recorded_by=by.sub)]
-    return [
-        KpiActualCorrected(
-            **common, previous_actual=previous, corrected_by_org=by.org, corrected_by=by.sub
-        )
-    ]
+        return [KpiActualRecorded(**common)]
+    return [KpiActualCorrected(**common, previous_actual=previous)]
 
 
 def _judge(state: Scorecard, events: list[ScorecardEvent]) -> list[ScorecardEvent]:
@@ -1030,7 +1100,7 @@ def ingest(state: Scorecard, command: IngestPipeline) -> Ingested:
     bad item never sinks the others), then the KPIs the batch moved, with their judgement."""
     if not state.exists:
         raise NotFound("This alliance has no scorecard yet")
-    org, by = command.source_org, command.by
+    org = command.source_org
     working = state
     accepted: list[ScorecardEvent] = []
     verdicts: list[ItemVerdict] = []
@@ -1051,7 +1121,7 @@ def ingest(state: Scorecard, command: IngestPipeline) -> Ingested:
     actuals: list[ScorecardEvent] = []
     for kpi_id, period in sorted(moved, key=lambda pair: (str(pair[0]), pair[1])):
         kpi = working.kpis[kpi_id]
-        actuals += _actual(working, kpi, period, working.metric_total(kpi, period), "crm", None, by)
+        actuals += _actual(working, kpi, period, working.metric_total(kpi, period), "crm", None)
     judged = _judge(working, actuals)
     return Ingested(accepted + judged, verdicts, scorecard.fold(judged, working))
 
@@ -1151,7 +1221,7 @@ def _kpi_of(event: KpiDefined) -> Kpi:
     )
 
 
-def _set_numbers(state: Scorecard, kpi_id: UUID, period: str, **change: Decimal) -> Scorecard:
+def _set_numbers(state: Scorecard, kpi_id: UUID, period: str, **change: Any) -> Scorecard:
     key = (kpi_id, period)
     numbers = replace(state.numbers.get(key, Numbers()), **change)
     return replace(state, numbers={**state.numbers, key: numbers})
@@ -1161,6 +1231,12 @@ def _add(
     pipeline: Mapping[PipelineKey, Decimal], key: PipelineKey, amount: Decimal
 ) -> dict[PipelineKey, Decimal]:
     return {**pipeline, key: pipeline.get(key, Decimal(0)) + amount}
+
+
+def _joined(partners: tuple[str, ...], named: Iterable[str]) -> tuple[str, ...]:
+    """The partners the balance is shared among: partners join an alliance, none leaves, so
+    an event naming fewer (written from a list that had not caught up) removes nobody."""
+    return tuple(dict.fromkeys((*partners, *named)))
 
 
 def evolve(state: Scorecard, event: DomainEvent) -> Scorecard:
@@ -1180,6 +1256,8 @@ def evolve(state: Scorecard, event: DomainEvent) -> Scorecard:
             return _set_numbers(state, event.kpi_id, event.period, target=event.target)
         case KpiActualRecorded() | KpiActualCorrected():
             return _set_numbers(state, event.kpi_id, event.period, actual=event.actual)
+        case KpiActualMissing():
+            return _set_numbers(state, event.kpi_id, event.period, reported_missing=True)
         case ObjectiveDefined():
             objective = Objective(event.objective_id, event.name, tuple(event.kpi_ids))
             return replace(state, objectives={**state.objectives, event.objective_id: objective})
@@ -1205,7 +1283,11 @@ def evolve(state: Scorecard, event: DomainEvent) -> Scorecard:
                 benefits[event.partner_org] = (
                     benefits.get(event.partner_org, Decimal(0)) + event.amount
                 )
-            return replace(state, partners=tuple(event.partners), shared_benefits=benefits)
+            return replace(
+                state, partners=_joined(state.partners, event.partners), shared_benefits=benefits
+            )
+        case PartnerWelcomed():
+            return replace(state, partners=_joined(state.partners, [event.org_id]))
         case BenefitImbalanceDetected():
             return replace(state, imbalanced=True)
         case BenefitBalanceRestored():
@@ -1281,6 +1363,55 @@ def _evolve_pipeline(state: Scorecard, event: PipelineEvent) -> Scorecard:
     return replace(state, pipeline=pipeline, opportunities=opportunities)
 
 
+# --- timers ---------------------------------------------------------------------------------
+
+ACTUAL_DUE = "kpi_actual_due"  # the timer that runs NoteMissingActual
+
+
+def actual_due(period: str, thresholds: StatusThresholds) -> datetime:
+    """When a period's actuals are due: `actual_grace_days` after the period is over."""
+    return first_instant_after(period) + timedelta(days=thresholds.actual_grace_days)
+
+
+def actual_due_key(kpi_id: UUID, period: str) -> str:
+    return f"actual-due/{kpi_id}/{period}"
+
+
+def _actual_due_timer(state: Scorecard, kpi_id: UUID, period: str) -> ScheduleTimer:
+    return ScheduleTimer(
+        key=actual_due_key(kpi_id, period),
+        due=actual_due(period, state.thresholds),
+        name=ACTUAL_DUE,
+        data={"kpi_id": str(kpi_id), "period": period},
+    )
+
+
+def timers_for(state: Scorecard, events: Sequence[DomainEvent]) -> list[TimerChange]:
+    """The `kpi_actual_due` timers, given the state after `events`: a target on a period
+    with no actual sets one, the actual cancels it, and new grace days move every one still
+    waiting. One change per timer, the last event's word."""
+    changes: dict[str, TimerChange] = {}
+    for event in events:
+        match event:
+            case KpiTargetSet(kpi_id=kpi_id, period=period):
+                if state.numbers.get((kpi_id, period), Numbers()).awaits_actual:
+                    changes[actual_due_key(kpi_id, period)] = _actual_due_timer(
+                        state, kpi_id, period
+                    )
+            case KpiActualRecorded(kpi_id=kpi_id, period=period):
+                key = actual_due_key(kpi_id, period)
+                changes[key] = CancelTimer(key)
+            case ScorecardThresholdsChanged(thresholds=now, previous_thresholds=before):
+                if before is not None and before.actual_grace_days == now.actual_grace_days:
+                    continue
+                for kpi_id, period in sorted(state.numbers, key=lambda p: (str(p[0]), p[1])):
+                    if state.numbers[(kpi_id, period)].awaits_actual:
+                        changes[actual_due_key(kpi_id, period)] = _actual_due_timer(
+                            state, kpi_id, period
+                        )
+    return list(changes.values())
+
+
 scorecard: Decider[Scorecard, Command] = Decider(
-    aggregate="scorecard", initial=Scorecard, decide=decide, evolve=evolve
+    aggregate="scorecard", initial=Scorecard, decide=decide, evolve=evolve, timers=timers_for
 )
