@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,14 @@ import pytest
 from fastapi import FastAPI
 
 from concord.auth import mint_token
+from concord.clock import ManualClock
 from concord.devstack import EmbeddedNats, EmbeddedPostgres, free_port
 from concord.settings import ServiceSettings
 
 JWT_SECRET = "test-secret-with-enough-length-for-hs256"
+# Scorecard tests run on a clock that stands before the periods they record, so no KPI's
+# actual falls overdue behind their backs; the timer tests move it on purpose.
+BEFORE_THE_PERIODS = datetime(2025, 11, 15, 9, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -143,7 +148,8 @@ async def scorecard(settings: Callable[..., Any]) -> AsyncIterator[httpx.AsyncCl
     from scorecard.app import create_app
     from scorecard.settings import ScorecardSettings
 
-    async with serve(create_app(settings(ScorecardSettings))) as client:
+    app = create_app(settings(ScorecardSettings), clock=ManualClock(BEFORE_THE_PERIODS))
+    async with serve(app) as client:
         yield client
 
 

@@ -163,13 +163,16 @@ class StreamWrite(Generic[S]):
             )
             for offset, event in enumerate(events, start=1)
         ]
+        state = self.decider.fold(events, self.state) if folded is None else folded
+        if self.decider.timers is not None:
+            # Timers before events, the order a firing timer takes them in: two transactions
+            # on one stream then wait for each other instead of deadlocking.
+            await self.change_timers(self.decider.timers(state, events))
         self.version = await runtime.store.append(
             self.conn, self.stream_id, self.version, envelopes
         )
-        self.state = self.decider.fold(events, self.state) if folded is None else folded
+        self.state = state
         self.appended += len(envelopes)
-        if self.decider.timers is not None:
-            await self.change_timers(self.decider.timers(self.state, events))
         return self.state
 
     async def change_timers(self, changes: Sequence[TimerChange]) -> None:

@@ -97,8 +97,10 @@ class TimerBook:
         )
         self._failed = text(
             f"""UPDATE {s}.timers SET attempts = attempts + 1, last_error = :error,
-                    due_at = :now + make_interval(secs => :delay * power(2, attempts)),
-                    parked_at = CASE WHEN attempts + 1 >= :max_attempts THEN :now END
+                    due_at = CAST(:now AS timestamptz)
+                        + make_interval(secs => :delay * power(2, attempts)),
+                    parked_at = CASE WHEN attempts + 1 >= :max_attempts
+                        THEN CAST(:now AS timestamptz) END
                 WHERE stream_id = :stream_id AND key = :key AND timer_id = :timer_id
                 RETURNING parked_at IS NOT NULL AS parked"""
         )

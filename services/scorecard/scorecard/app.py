@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from concord.clock import SYSTEM_CLOCK, Clock
 from concord.http import create_service_app
 from concord.observability import configure_logging
 from concord.runtime import ServiceRuntime
-from scorecard import api, integrations
+from scorecard import api, integrations, policies
 from scorecard.domain.scorecard import EVENT_REGISTRY
 from scorecard.projections import ScorecardBoard
 from scorecard.settings import ScorecardSettings
 
 
-def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
+def create_app(settings: ScorecardSettings | None = None, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     settings = settings or ScorecardSettings()
     configure_logging(settings.service, settings.log_level)
     runtime = ServiceRuntime(
         settings,
         registry=EVENT_REGISTRY,
         projections=[ScorecardBoard()],
+        reactions=policies.REACTIONS,
+        timers=policies.TIMERS,
+        clock=clock,
         ddl=integrations.DDL,
     )
     return create_service_app(

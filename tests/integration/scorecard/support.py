@@ -18,10 +18,18 @@ import httpx
 from sqlalchemy import text
 
 from concord.bus import stream_name
+from concord.clock import ManualClock
 from concord.runtime import ServiceRuntime
 from governance.settings import GovernanceSettings
 from scorecard.settings import ScorecardSettings
-from tests.conftest import JWT_SECRET, Stack, empty_jetstream, fresh_database, serve
+from tests.conftest import (
+    BEFORE_THE_PERIODS,
+    JWT_SECRET,
+    Stack,
+    empty_jetstream,
+    fresh_database,
+    serve,
+)
 from tests.integration.scorecard.conftest import PARTNER_A, Board
 
 PROJECTIONS = ("scorecard_board",)
@@ -56,7 +64,9 @@ async def running_services(stack: Stack, pool_size: int = 10) -> AsyncIterator[S
             "relay_poll_interval": 0.5,
             "read_your_writes_wait": 1.0,
         }
-        scorecard_app = create_scorecard(ScorecardSettings(**values))
+        scorecard_app = create_scorecard(
+            ScorecardSettings(**values), clock=ManualClock(BEFORE_THE_PERIODS)
+        )
         async with (
             serve(create_governance(GovernanceSettings(**values))) as governance,
             serve(scorecard_app) as scorecard,
