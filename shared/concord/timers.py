@@ -80,7 +80,7 @@ class TimerBook:
             "AND fired_at IS NULL"
         )
         self._due = text(
-            f"""SELECT stream_id, key, timer_id FROM {s}.timers
+            f"""SELECT stream_id, key, timer_id, correlation_id FROM {s}.timers
                 WHERE due_at <= :now AND fired_at IS NULL AND parked_at IS NULL
                 ORDER BY due_at LIMIT :limit"""
         )
@@ -212,11 +212,13 @@ class Scheduler:
             due = (await conn.execute(self.book._due, {"now": now, "limit": self.batch_size})).all()
         fired = 0
         for row in due:
-            if await self._fire(row.stream_id, row.key, row.timer_id):
+            if await self._fire(row.stream_id, row.key, row.timer_id, row.correlation_id):
                 fired += 1
         return fired
 
-    async def _fire(self, stream_id: str, key: str, timer_id: uuid.UUID) -> bool:
+    async def _fire(
+        self, stream_id: str, key: str, timer_id: uuid.UUID, correlation_id: str | None
+    ) -> bool:
         runtime = self.runtime
         ids = {"stream_id": stream_id, "key": key, "timer_id": timer_id}
         found: DueTimer | None = None
@@ -246,9 +248,10 @@ class Scheduler:
             await tx.conn.execute(self.book._fired, {**ids, "now": runtime.clock.now()})
             return True
 
+        # Caused by the timer, in the correlation of the command that scheduled it.
         context = commands.CommandContext(
             actor=Actor.system(f"{runtime.service}/timer"),
-            correlation_id=str(timer_id),
+            correlation_id=correlation_id or str(timer_id),
             causation_id=str(timer_id),
             clock=runtime.clock,
         )
