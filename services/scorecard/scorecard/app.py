@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from concord.http import create_service_app
@@ -20,7 +22,7 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
         settings,
         registry=EVENT_REGISTRY,
         projections=[ScorecardBoard()],
-        ddl=integrations.DDL,
+        migrations=Path(__file__).with_name("migrations"),
     )
     return create_service_app(
         runtime,
