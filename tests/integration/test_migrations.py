@@ -250,3 +250,20 @@ async def test_a_governance_schema_from_before_migrations_loses_its_directory(
             assert await conn.run_sync(differences, kernel_metadata("governance")) == []
     finally:
         await runtime.engine.dispose()
+
+
+def test_concord_migrate_brings_every_schema_to_head_and_says_what_it_applied(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from concord import cli
+    from tests.conftest import JWT_SECRET
+
+    monkeypatch.setenv("CONCORD_DATABASE_URL", database_url)
+    monkeypatch.setenv("CONCORD_JWT_SECRET", JWT_SECRET)
+    assert cli.main(["migrate"]) == 0
+    said = capsys.readouterr().out
+    assert "scorecard: applied scorecard_0002" in said
+    assert "trust-survey: at kernel_0002\n" in said
+    assert cli.main(["migrate", "governance"]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("{")]
+    assert said == ["governance: at kernel_0002, governance_0002"]
