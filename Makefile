@@ -7,7 +7,7 @@ ORG     ?= acme
 ROLES   ?= alliance_manager
 SUB     ?= dev-user
 
-.PHONY: install run test lint format bench token rebuild k8s-check clean
+.PHONY: install run test lint format bench token rebuild migrate k8s-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ token: $(STAMP)
 # make rebuild SERVICE=scorecard PROJECTION=known_alliances [WAIT=seconds]
 rebuild: $(STAMP)
 	$(BIN)/concord rebuild $(SERVICE) $(PROJECTION) $(if $(WAIT),--wait $(WAIT))
+
+# make migrate [SERVICE=scorecard]: every service's schema (or one) to head
+migrate: $(STAMP)
+	$(BIN)/concord migrate $(SERVICE)
 
 k8s-check: $(STAMP)
 	$(BIN)/python -m concord.k8s_check deploy/k8s

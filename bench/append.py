@@ -21,10 +21,11 @@ import asyncpg
 
 from bench.figures import Figure, ratio_at_least
 from bench.stack import Stack
-from concord.db import create_engine, install_schema
+from concord.db import create_engine
 from concord.domain import DomainEvent
 from concord.events import EventRegistry
 from concord.eventstore import EventStore
+from concord.migrations import migrate
 
 DATABASE = "bench_append"
 SCHEMA = "bench_append"
@@ -194,7 +195,7 @@ async def run(
     url, dsn = stack.url(DATABASE), stack.dsn(DATABASE)
     engine = create_engine(url, pool_size=1)
     try:
-        await install_schema(engine, SCHEMA)
+        await migrate(engine, SCHEMA)
     finally:
         await engine.dispose()
     admin = await asyncpg.connect(dsn)

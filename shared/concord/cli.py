@@ -1,9 +1,10 @@
-"""`concord`: run the whole system on the embedded default, mint development tokens, and
-rebuild projections.
+"""`concord`: run the whole system on the embedded default, mint development tokens,
+rebuild projections and migrate schemas.
 
     concord run                      PostgreSQL, NATS and the four services; Ctrl-C stops all
     concord token --org acme --roles alliance_manager
-    concord rebuild scorecard known_alliances
+    concord rebuild scorecard scorecard_board
+    concord migrate [scorecard]      every service's schema (or one) to head
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import importlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from concord.devstack import EmbeddedNats, EmbeddedPostgres
@@ -159,6 +162,43 @@ def rebuild(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def migrate(args: argparse.Namespace) -> int:
+    """Each service's schema to head, as its start-up would (same lock, same history)."""
+    names = [args.service] if args.service else list(SERVICES)
+    with ExitStack() as cleanup:
+        if "CONCORD_DATABASE_URL" not in os.environ:  # the embedded default
+            os.environ.setdefault("CONCORD_JWT_SECRET", dev_secret())
+            pg = EmbeddedPostgres(HOME / "postgres", PG_PORT)
+            os.environ["CONCORD_DATABASE_URL"] = pg.url(DATABASE)
+            if not _listening(PG_PORT):  # `make run` is not up: start its PostgreSQL for this
+                pg.start()
+                cleanup.callback(pg.stop)
+                pg.ensure_database(DATABASE)
+        return asyncio.run(_migrate(names))
+
+
+async def _migrate(names: list[str]) -> int:
+    for name in names:
+        package, _ = SERVICES[name]
+        runtime = importlib.import_module(f"{package}.app").create_app().state.runtime
+        try:
+            migrated = await runtime.install()
+        finally:
+            await runtime.engine.dispose()
+        if migrated.adopted:
+            print(f"{name}: stamped {', '.join(migrated.adopted)} (made before migrations)")
+        for step in migrated.applied:
+            print(f"{name}: applied {step.revision}  {step.doc}")
+        print(f"{name}: at {', '.join(migrated.heads)}")
+    return 0
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="concord")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("projection")
     r.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the pause")
     r.set_defaults(fn=rebuild)
+    m = commands.add_parser("migrate", help="migrate service schemas to head")
+    m.add_argument("service", nargs="?", choices=sorted(SERVICES), help="all when omitted")
+    m.set_defaults(fn=migrate)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -136,7 +136,8 @@ class KnownAlliance(BaseModel):
 
 
 class Alliances(Projection):
-    """The alliances this service knows, with their partners, sponsors and charter version."""
+    """The alliances this service knows, with their partners, sponsors and charter version.
+    Its table is the kernel's (`concord.tables`), in every service schema."""
 
     name = "alliances"
     events = CHARTER
@@ -192,25 +193,6 @@ class Alliances(Projection):
                  AND (created_at, alliance_id) > (:after_time, :after_id)
                ORDER BY created_at, alliance_id LIMIT :limit"""
         )
-
-    def ddl(self) -> list[str]:
-        return [
-            f"""CREATE TABLE IF NOT EXISTS {self.table} (
-                alliance_id uuid PRIMARY KEY,
-                name text NOT NULL,
-                purpose text NOT NULL,
-                goals jsonb NOT NULL,
-                partners jsonb NOT NULL,
-                partner_orgs text[] NOT NULL,
-                executive_sponsors jsonb NOT NULL DEFAULT '[]',
-                agreement_version integer NOT NULL DEFAULT 0,
-                version integer NOT NULL,
-                created_at timestamptz NOT NULL,
-                updated_at timestamptz NOT NULL
-            )""",
-            f"""CREATE INDEX IF NOT EXISTS alliances_partners ON {self.table}
-                USING gin (partner_orgs)""",
-        ]
 
     async def apply(self, model: ReadModel, recorded: Recorded[Any]) -> None:
         common: dict[str, Any] = {

@@ -74,14 +74,12 @@ class Projection(ABC):
     name: str
     events: EventRegistry  # the events of the service whose stream it follows
     subjects: Sequence[str]
-    tables: Sequence[str]  # schema-qualified; emptied on rebuild
+    # Schema-qualified; emptied on rebuild. Declared as `Table`s and made by migrations.
+    tables: Sequence[str]
 
     @property
     def source(self) -> str:
         return self.events.service
-
-    @abstractmethod
-    def ddl(self) -> list[str]: ...
 
     @abstractmethod
     async def apply(self, model: ReadModel, recorded: Recorded[Any]) -> None: ...

@@ -11,6 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import text
@@ -19,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from concord.auth import Authenticator
 from concord.bus import Bus
 from concord.clock import SYSTEM_CLOCK, Clock
-from concord.db import create_engine, install_schema, notify_channel
+from concord.db import create_engine, notify_channel
 from concord.events import EventRegistry
 from concord.eventstore import EventStore
 from concord.membership import Alliances
+from concord.migrations import Migrated, migrate
 from concord.observability import WORK_PARKED
 from concord.outbox import Relay
 from concord.projections import Projection, ProjectionRunner
@@ -68,11 +70,11 @@ class ServiceRuntime:
         projections: Sequence[Projection] = (),
         reactions: Sequence[Reaction] = (),
         timers: Sequence[Timer] = (),
-        ddl: Sequence[str] = (),
+        migrations: Path | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """`ddl` creates the service's own tables that are not read models (and so are never
-        emptied by a rebuild): integration credentials, say."""
+        """`migrations` is the directory of the service's own branch of revisions (its
+        tables: read models and the rest); without it the schema has the kernel's only."""
         self.settings = settings
         self.clock = clock
         self.service = settings.service
@@ -98,7 +100,7 @@ class ServiceRuntime:
         self.alliances = Alliances(self.schema)
         projections = [self.alliances, *projections]
         self.projections = list(projections)
-        self.ddl = list(ddl)
+        self.migrations = migrations
         self.runners = {
             p.name: ProjectionRunner(
                 self.engine,
@@ -118,12 +120,9 @@ class ServiceRuntime:
         self.aggregates = AggregateCache()
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def install(self) -> None:
-        await install_schema(
-            self.engine,
-            self.schema,
-            [*self.ddl, *(ddl for p in self.projections for ddl in p.ddl())],
-        )
+    async def install(self) -> Migrated:
+        """Migrate the service's schema to head (replicas starting together queue for it)."""
+        return await migrate(self.engine, self.schema, self.migrations)
 
     async def start(self, *, workers: bool | None = None) -> None:
         """Install the schema and connect; run the workers too unless told otherwise (an API

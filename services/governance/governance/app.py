@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from concord.events import EventRegistry
@@ -18,7 +20,9 @@ def create_app(settings: GovernanceSettings | None = None) -> FastAPI:
     configure_logging(settings.service, settings.log_level)
     registry = EventRegistry(settings.service)
     registry.include(CHARTER)
-    runtime = ServiceRuntime(settings, registry=registry)
+    runtime = ServiceRuntime(
+        settings, registry=registry, migrations=Path(__file__).with_name("migrations")
+    )
     return create_service_app(
         runtime,
         title="Concord governance",

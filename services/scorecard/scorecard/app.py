@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from concord.clock import SYSTEM_CLOCK, Clock
@@ -24,7 +26,7 @@ def create_app(settings: ScorecardSettings | None = None, clock: Clock = SYSTEM_
         reactions=policies.REACTIONS,
         timers=policies.TIMERS,
         clock=clock,
-        ddl=integrations.DDL,
+        migrations=Path(__file__).with_name("migrations"),
     )
     return create_service_app(
         runtime,

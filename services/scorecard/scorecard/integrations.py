@@ -47,37 +47,8 @@ from scorecard.domain.scorecard import IngestPipeline, ingest, scorecard, stream
 
 router = APIRouter(tags=["integrations"])
 TOLERANCE_SECONDS = 300
-
-DDL = [
-    """CREATE TABLE IF NOT EXISTS scorecard.crm_credentials (
-        key_id text PRIMARY KEY,
-        alliance_id uuid NOT NULL,
-        org_id text NOT NULL,
-        secret text NOT NULL,
-        created_by text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        revoked_at timestamptz
-    )""",
-    # Signatures seen within the tolerance: the same signed request twice is a replay.
-    """CREATE TABLE IF NOT EXISTS scorecard.crm_deliveries (
-        key_id text NOT NULL,
-        signature text NOT NULL,
-        received_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (key_id, signature)
-    )""",
-    """CREATE INDEX IF NOT EXISTS crm_deliveries_by_age
-        ON scorecard.crm_deliveries (key_id, received_at)""",
-    # The CRM events accepted, by the CRM's own id: what makes a re-sent batch change nothing.
-    """CREATE TABLE IF NOT EXISTS scorecard.crm_receipts (
-        alliance_id uuid NOT NULL,
-        org_id text NOT NULL,
-        crm_event_id text NOT NULL,
-        content_hash text NOT NULL,
-        received_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (alliance_id, org_id, crm_event_id)
-    )""",
-]
-
+# Its tables (crm_credentials, crm_deliveries, crm_receipts) are in scorecard.tables, and
+# scorecard's migrations make them.
 
 # --- credentials ----------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ class ScorecardBoard(Projection):
     name = "scorecard_board"
     events = EVENT_REGISTRY
     subjects = ("concord.scorecard.scorecard.>",)
-    tables = (
+    tables = (  # declared in scorecard.tables
         "scorecard.scorecards",
         "scorecard.kpis",
         "scorecard.kpi_periods",
@@ -64,140 +64,6 @@ class ScorecardBoard(Projection):
         "scorecard.benefits",
         "scorecard.benefit_balance",
     )
-
-    def ddl(self) -> list[str]:
-        return [
-            """CREATE TABLE IF NOT EXISTS scorecard.scorecards (
-                alliance_id uuid PRIMARY KEY,
-                currency text NOT NULL,
-                thresholds jsonb NOT NULL,
-                opened_at timestamptz NOT NULL,
-                version integer NOT NULL
-            )""",
-            """CREATE TABLE IF NOT EXISTS scorecard.kpis (
-                alliance_id uuid NOT NULL,
-                kpi_id uuid NOT NULL,
-                position integer NOT NULL,
-                name text NOT NULL,
-                description text,
-                dimension text NOT NULL,
-                kind text NOT NULL,
-                unit text NOT NULL,
-                currency text,
-                good_direction text NOT NULL,
-                owner_org text NOT NULL,
-                visibility text NOT NULL,
-                cadence text NOT NULL,
-                headline boolean NOT NULL,
-                feed text,
-                defined_at timestamptz NOT NULL,
-                PRIMARY KEY (alliance_id, kpi_id)
-            )""",
-            """CREATE TABLE IF NOT EXISTS scorecard.kpi_periods (
-                alliance_id uuid NOT NULL,
-                kpi_id uuid NOT NULL,
-                period text NOT NULL,
-                period_order integer NOT NULL,
-                target numeric,
-                actual numeric,
-                actual_source text,
-                updated_at timestamptz NOT NULL,
-                PRIMARY KEY (alliance_id, kpi_id, period)
-            )""",
-            """CREATE TABLE IF NOT EXISTS scorecard.kpi_changes (
-                alliance_id uuid NOT NULL,
-                stream_version integer NOT NULL,
-                kpi_id uuid NOT NULL,
-                period text NOT NULL,
-                change text NOT NULL,
-                old_value numeric,
-                new_value numeric,
-                status text,
-                source text,
-                note text,
-                by_org text,
-                by_sub text,
-                at timestamptz NOT NULL,
-                PRIMARY KEY (alliance_id, stream_version)
-            )""",
-            """CREATE INDEX IF NOT EXISTS kpi_changes_by_kpi
-                ON scorecard.kpi_changes (alliance_id, kpi_id, stream_version)""",
-            """CREATE TABLE IF NOT EXISTS scorecard.objectives (
-                alliance_id uuid NOT NULL,
-                objective_id uuid NOT NULL,
-                position integer NOT NULL,
-                name text NOT NULL,
-                description text,
-                dimension text NOT NULL,
-                kpi_ids uuid[] NOT NULL,
-                PRIMARY KEY (alliance_id, objective_id)
-            )""",
-            """CREATE TABLE IF NOT EXISTS scorecard.objective_links (
-                alliance_id uuid NOT NULL,
-                cause_id uuid NOT NULL,
-                effect_id uuid NOT NULL,
-                position integer NOT NULL,
-                PRIMARY KEY (alliance_id, cause_id, effect_id)
-            )""",
-            """CREATE TABLE IF NOT EXISTS scorecard.initiatives (
-                alliance_id uuid NOT NULL,
-                initiative_id uuid NOT NULL,
-                position integer NOT NULL,
-                name text NOT NULL,
-                description text,
-                dimension text NOT NULL,
-                owner_org text NOT NULL,
-                owner_name text NOT NULL,
-                leading_indicator text NOT NULL,
-                due_date date NOT NULL,
-                launched_at timestamptz NOT NULL,
-                PRIMARY KEY (alliance_id, initiative_id)
-            )""",
-            """CREATE TABLE IF NOT EXISTS scorecard.initiative_progress (
-                alliance_id uuid NOT NULL,
-                stream_version integer NOT NULL,
-                initiative_id uuid NOT NULL,
-                as_of date NOT NULL,
-                completion integer NOT NULL,
-                status text NOT NULL,
-                note text,
-                by_org text NOT NULL,
-                by_sub text NOT NULL,
-                at timestamptz NOT NULL,
-                PRIMARY KEY (alliance_id, stream_version)
-            )""",
-            """CREATE TABLE IF NOT EXISTS scorecard.benefits (
-                alliance_id uuid NOT NULL,
-                entry_id uuid NOT NULL,
-                position integer NOT NULL,
-                partner_org text NOT NULL,
-                kind text NOT NULL,
-                amount numeric NOT NULL,
-                currency text NOT NULL,
-                period text NOT NULL,
-                period_order integer NOT NULL,
-                evidence text NOT NULL,
-                visibility text NOT NULL,
-                by_org text NOT NULL,
-                by_sub text NOT NULL,
-                recorded_at timestamptz NOT NULL,
-                PRIMARY KEY (alliance_id, entry_id)
-            )""",
-            """CREATE INDEX IF NOT EXISTS benefits_in_order
-                ON scorecard.benefits (alliance_id, position)""",
-            # The balance of benefits: each partner's shared benefits per period, from which
-            # the read API derives shares over time and the imbalance index. Private entries
-            # stay out: a share must not reveal what another partner keeps to itself.
-            """CREATE TABLE IF NOT EXISTS scorecard.benefit_balance (
-                alliance_id uuid NOT NULL,
-                period text NOT NULL,
-                period_order integer NOT NULL,
-                partner_org text NOT NULL,
-                amount numeric NOT NULL,
-                entries integer NOT NULL,
-                PRIMARY KEY (alliance_id, period, partner_org)
-            )""",
-        ]
 
     _opened = text(
         """INSERT INTO scorecard.scorecards (alliance_id, currency, thresholds, opened_at, version)
