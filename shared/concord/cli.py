@@ -23,19 +23,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from concord.devstack import EmbeddedNats, EmbeddedPostgres
+from concord.service import services
 
 HOME = Path(os.environ.get("CONCORD_HOME", ".concord"))
 PG_PORT = 55432
 NATS_PORT = 54222
 NATS_MONITOR_PORT = 58222
 DATABASE = "concord"
-# service name -> (python package, port)
-SERVICES: dict[str, tuple[str, int]] = {
-    "scorecard": ("scorecard", 8001),
-    "governance": ("governance", 8002),
-    "trust-survey": ("trust_survey", 8003),
-    "notifications": ("notifications", 8004),
-}
+SERVICES = {name: (s.package, s.port) for name, s in services().items()}
 
 
 def dev_secret() -> str:
