@@ -5,13 +5,15 @@ rebuild projections and migrate schemas.
     concord token --org acme --roles alliance_manager
     concord rebuild scorecard scorecard_board
     concord migrate [scorecard]      every service's schema (or one) to head
+    concord worker scorecard         a service's relay, projections, reactions and timers alone
+    concord parked scorecard         reaction events and timers parked after failing
+    concord retry scorecard reaction partner_joins_balance 42  |  ... timer <timer-id>
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import secrets
 import signal
@@ -19,18 +21,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
+from uuid import UUID
 
 from concord.devstack import EmbeddedNats, EmbeddedPostgres
-from concord.service import services
+from concord.runtime import ServiceRuntime
+from concord.service import service, services
 
 HOME = Path(os.environ.get("CONCORD_HOME", ".concord"))
 PG_PORT = 55432
 NATS_PORT = 54222
 NATS_MONITOR_PORT = 58222
 DATABASE = "concord"
-SERVICES = {name: (s.package, s.port) for name, s in services().items()}
 
 
 def dev_secret() -> str:
@@ -68,14 +72,15 @@ def run(_: argparse.Namespace) -> int:
             "CONCORD_NATS_URL": nats.url,
             "CONCORD_JWT_SECRET": dev_secret(),
         }
-        for name, (package, port) in SERVICES.items():
+        for name, declared in services().items():
+            port = declared.port
             children.append(
                 subprocess.Popen(
                     [
                         sys.executable,
                         "-m",
                         "uvicorn",
-                        f"{package}.app:create_app",
+                        declared.factory,
                         "--factory",
                         "--host",
                         "127.0.0.1",
@@ -120,23 +125,35 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
-def rebuild(args: argparse.Namespace) -> int:
-    package, _ = SERVICES[args.service]
-    if "CONCORD_DATABASE_URL" not in os.environ:  # the embedded default, as `make run` set it up
+def _embedded_default() -> None:
+    """Without CONCORD_DATABASE_URL, commands act on `make run`'s embedded stack."""
+    if "CONCORD_DATABASE_URL" not in os.environ:
         os.environ.setdefault("CONCORD_JWT_SECRET", dev_secret())
-    app_module = importlib.import_module(f"{package}.app")
-    app = app_module.create_app()
-    runtime = app.state.runtime
-    if args.projection not in runtime.runners:
-        print(
-            f"{args.service} has no projection {args.projection}; "
-            f"it has: {', '.join(runtime.runners)}"
-        )
-        return 2
+
+
+def _on_runtime(name: str, work: Callable[[ServiceRuntime], Awaitable[int]]) -> int:
+    """Run `work` on a service's runtime (no workers, no HTTP), then let go of everything."""
+    _embedded_default()
+    runtime = service(name).runtime()
 
     async def go() -> int:
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.bus.close()
+            await runtime.engine.dispose()
+
+    return asyncio.run(go())
+
+
+def rebuild(args: argparse.Namespace) -> int:
+    async def work(runtime: ServiceRuntime) -> int:
         from concord.db import LeadershipTaken
 
+        if args.projection not in runtime.runners:
+            known = ", ".join(runtime.runners)
+            print(f"{args.service} has no projection {args.projection}; it has: {known}")
+            return 2
         await runtime.install()
         await runtime.bus.connect()
         try:
@@ -145,21 +162,67 @@ def rebuild(args: argparse.Namespace) -> int:
         except LeadershipTaken:
             print(f"{args.projection} did not pause within {args.wait}s; is a replica stuck?")
             return 1
-        finally:
-            await runtime.bus.close()
-            await runtime.engine.dispose()
         print(
             f"rebuilt {report.projection}: {report.events} events in {report.seconds:.2f}s "
             f"({report.events_per_second:,.0f} events/s)"
         )
         return 0
 
-    return asyncio.run(go())
+    return _on_runtime(args.service, work)
+
+
+def parked(args: argparse.Namespace) -> int:
+    async def work(runtime: ServiceRuntime) -> int:
+        from concord import ops
+
+        found = await ops.parked(runtime)
+        for r in found.reactions:
+            print(
+                f"reaction {r.reaction} event {r.sequence} {r.event_type} x{r.attempts}: {r.error}"
+            )
+        for t in found.timers:
+            print(f"timer {t.timer_id} {t.name} on {t.stream_id} x{t.attempts}: {t.error}")
+        if not (found.reactions or found.timers):
+            print(f"{args.service}: nothing parked")
+        return 0
+
+    return _on_runtime(args.service, work)
+
+
+def retry(args: argparse.Namespace) -> int:
+    async def work(runtime: ServiceRuntime) -> int:
+        from concord import ops
+        from concord.domain import NotFound
+
+        try:
+            if args.kind == "reaction":
+                name, sequence = args.target
+                done = await ops.retry_reaction(runtime, name, int(sequence))
+            else:
+                done = await ops.retry_timer(runtime, UUID(args.target[0]))
+        except NotFound as missing:
+            print(missing.detail)
+            return 1
+        print(done.detail)
+        return 0
+
+    return _on_runtime(args.service, work)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """The service's relay, projections, reactions and timers in a process of their own, with
+    health, metrics and the operator's routes: production's worker Deployment."""
+    import uvicorn
+
+    _embedded_default()
+    app = service(args.service).worker_app()
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, timeout_graceful_shutdown=20)
+    return 0
 
 
 def migrate(args: argparse.Namespace) -> int:
     """Each service's schema to head, as its start-up would (same lock, same history)."""
-    names = [args.service] if args.service else list(SERVICES)
+    names = [args.service] if args.service else list(services())
     with ExitStack() as cleanup:
         if "CONCORD_DATABASE_URL" not in os.environ:  # the embedded default
             os.environ.setdefault("CONCORD_JWT_SECRET", dev_secret())
@@ -174,8 +237,7 @@ def migrate(args: argparse.Namespace) -> int:
 
 async def _migrate(names: list[str]) -> int:
     for name in names:
-        package, _ = SERVICES[name]
-        runtime = importlib.import_module(f"{package}.app").create_app().state.runtime
+        runtime = service(name).runtime()
         try:
             migrated = await runtime.install()
         finally:
@@ -205,13 +267,27 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--ttl", type=int, default=12 * 3600, help="seconds")
     t.set_defaults(fn=token)
     r = commands.add_parser("rebuild", help="replay a projection from its event stream")
-    r.add_argument("service", choices=sorted(SERVICES))
+    names = sorted(services())
+    r.add_argument("service", choices=names)
     r.add_argument("projection")
     r.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the pause")
     r.set_defaults(fn=rebuild)
     m = commands.add_parser("migrate", help="migrate service schemas to head")
-    m.add_argument("service", nargs="?", choices=sorted(SERVICES), help="all when omitted")
+    m.add_argument("service", nargs="?", choices=names, help="all when omitted")
     m.set_defaults(fn=migrate)
+    w = commands.add_parser("worker", help="run a service's workers alone (production)")
+    w.add_argument("service", choices=names)
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=8100, help="health, metrics and /ops")
+    w.set_defaults(fn=worker)
+    p = commands.add_parser("parked", help="list a service's parked reaction events and timers")
+    p.add_argument("service", choices=names)
+    p.set_defaults(fn=parked)
+    y = commands.add_parser("retry", help="retry one parked reaction event or timer")
+    y.add_argument("service", choices=names)
+    y.add_argument("kind", choices=["reaction", "timer"])
+    y.add_argument("target", nargs="+", help="reaction: NAME SEQUENCE; timer: TIMER_ID")
+    y.set_defaults(fn=retry)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

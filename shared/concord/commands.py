@@ -122,7 +122,7 @@ class Transaction:
             EVENTS_APPENDED.labels(self.runtime.service).inc(appended)
             await self.runtime.events_committed()
         if any(write.timers_changed for write in self.writes):
-            self.runtime.timers_changed()
+            await self.runtime.timers_changed()
 
 
 @dataclass

@@ -77,7 +77,7 @@ async def retry_timer(runtime: ServiceRuntime, timer_id: UUID) -> Retried:
         found = await runtime.timer_book.unpark(conn, timer_id, runtime.clock.now())
     if not found:
         raise NotFound(f"No timer {timer_id} is parked")
-    runtime.timers_changed()
+    await runtime.timers_changed()
     await runtime.count_parked()
     return Retried(retried=True, detail=f"timer {timer_id} is due again")
 

@@ -175,21 +175,23 @@ class ServiceRuntime:
         if self.relay.is_leading:
             self.relay.wake()
             return
+        await self._notify(self.channel)
+
+    async def _notify(self, channel: str) -> None:
         try:
             async with self.engine.connect() as conn:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, '')"), {"channel": self.channel}
-                )
+                await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
                 await conn.commit()
         except Exception as error:  # the command has committed: its answer must not fail
-            log.warning(
-                "could not wake the relay (%s); it finds the events on its next poll", error
-            )
+            log.warning("could not wake %s (%s); it looks again on its next poll", channel, error)
 
-    def timers_changed(self) -> None:
-        """A command scheduled or moved a timer: the scheduler looks again (other replicas'
-        schedulers find it on their next poll)."""
-        self.scheduler.wake()
+    async def timers_changed(self) -> None:
+        """A command scheduled or moved a timer: the scheduler looks again, woken directly
+        or by NOTIFY to the replica that leads it (after the commit, as for the relay)."""
+        if self.scheduler.is_leading:
+            self.scheduler.wake()
+            return
+        await self._notify(self.scheduler.channel)
 
     async def count_parked(self) -> dict[str, int]:
         async with self.engine.connect() as conn:

@@ -15,6 +15,7 @@ operator to retry (`concord parked`, `/ops/parked`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord import commands
-from concord.db import checked_schema, keep_leading
+from concord.db import checked_schema, keep_leading, notify_channel
 from concord.domain import Actor, Rejected, ScheduleTimer
 from concord.observability import TIMERS_FIRED, TIMERS_PARKED
 
@@ -160,6 +161,8 @@ class Scheduler:
         self.timers = {t.name: t for t in timers}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self.is_leading = False
+        self.channel = f"{notify_channel(runtime.schema)}_timers"
         settings = runtime.settings
         self.batch_size = settings.timer_batch_size
         self.max_attempts = settings.work_max_attempts
@@ -187,6 +190,24 @@ class Scheduler:
         return True
 
     async def _lead(self, conn: AsyncConnection) -> None:
+        # Other replicas' commands NOTIFY when they schedule a timer (see ServiceRuntime).
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+
+        def listener(*_: object) -> None:
+            self._wake.set()
+
+        await driver.add_listener(self.channel, listener)
+        self.is_leading = True
+        try:
+            await self._follow_clock(conn)
+        finally:
+            self.is_leading = False
+            with contextlib.suppress(Exception):
+                await driver.remove_listener(self.channel, listener)
+
+    async def _follow_clock(self, conn: AsyncConnection) -> None:
         clock = self.runtime.clock
         while not self._stop.is_set():
             self._wake.clear()
