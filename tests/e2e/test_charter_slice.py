@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
 import httpx
 
-from tests.conftest import auth, charter
+from governance.app import SERVICE as GOVERNANCE
+from governance.settings import GovernanceSettings
+from scorecard.app import SERVICE as SCORECARD
+from scorecard.settings import ScorecardSettings
+from tests.conftest import auth, charter, serve
 
 
 async def test_alliance_created_in_governance_is_read_from_scorecard(
@@ -89,3 +99,47 @@ async def test_stranger_organisation_sees_nothing_in_either_service(
     assert listed.json()["items"] == []
     # And nothing was written by the refused command.
     assert (await governance.get(base, headers=auth())).json()["version"] == 1
+
+
+async def test_an_unknown_alliance_or_a_stranger_gets_its_404_at_once(
+    settings: Callable[..., Any],
+) -> None:
+    """Only a caller that asks to read its own write waits for the projection: a stranger's
+    or a mistyped id's 404 does not wait out the read-your-writes window (which here is
+    long enough that waiting would show)."""
+    window = 30.0
+    governance_app = GOVERNANCE.app(settings(GovernanceSettings))
+    scorecard_app = SCORECARD.app(settings(ScorecardSettings, read_your_writes_wait=window))
+    async with serve(governance_app) as governance, serve(scorecard_app) as scorecard:
+        alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
+        base = f"/alliances/{alliance['id']}"
+        assert (await scorecard.get(base, params={"min_version": 1}, headers=auth())).is_success
+
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(scorecard.get(f"/alliances/{uuid4()}", headers=auth()) for _ in range(20)),
+            *(scorecard.get(base, headers=auth("initech")) for _ in range(20)),
+            *(scorecard.get(f"{base}/scorecard", headers=auth("initech")) for _ in range(20)),
+        )
+        elapsed = time.monotonic() - started
+    assert [a.status_code for a in answers] == [404] * 60
+    assert elapsed < window / 3, "a 404 waited for the read-your-writes window"
+
+
+async def test_min_version_still_waits_for_a_version_not_yet_projected(
+    settings: Callable[..., Any],
+) -> None:
+    window = 0.5
+    governance_app = GOVERNANCE.app(settings(GovernanceSettings))
+    scorecard_app = SCORECARD.app(settings(ScorecardSettings, read_your_writes_wait=window))
+    async with serve(governance_app) as governance, serve(scorecard_app) as scorecard:
+        alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
+        base = f"/alliances/{alliance['id']}"
+        # Asked right after the write, it waits until the projection has it.
+        assert (await scorecard.get(base, params={"min_version": 1}, headers=auth())).is_success
+        started = time.monotonic()
+        later = await scorecard.get(base, params={"min_version": 2}, headers=auth())
+        waited = time.monotonic() - started
+    assert later.status_code == 404
+    assert "not caught up" in later.json()["detail"]
+    assert waited >= window  # it did wait, for as long as it promised, then said so

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from nats.js.errors import NotFoundError
 from sqlalchemy import text
 
 from concord.bus import stream_name
@@ -99,10 +100,13 @@ async def caught_up(runtime: ServiceRuntime, timeout: float = 10.0) -> None:
     while True:
         async with runtime.engine.connect() as conn:
             committed = (await conn.execute(text("SELECT count(*) FROM scorecard.events"))).scalar()
-        published = (await js.stream_info(stream)).state.messages
-        consumers = [
-            await js.consumer_info(stream, runtime.runners[p].durable) for p in PROJECTIONS
-        ]
+        try:
+            published = (await js.stream_info(stream)).state.messages
+            consumers = [
+                await js.consumer_info(stream, runtime.runners[p].durable) for p in PROJECTIONS
+            ]
+        except NotFoundError:  # the runners have not started following yet
+            consumers, published = [], -1
         if published == committed and all(
             c.num_pending == 0 and c.num_ack_pending == 0 for c in consumers
         ):

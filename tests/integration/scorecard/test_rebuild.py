@@ -237,3 +237,86 @@ async def test_a_rebuild_gives_back_the_same_read_models(services: Services) -> 
     for table in live:
         assert rebuilt[table] == live[table], table
     assert await readings(board) == read_live
+
+
+async def test_events_stored_at_an_old_version_are_read_upcast_through_a_rebuild(
+    services: Services,
+) -> None:
+    """v1 scorecard events named who did it in their payload; v2 leaves that to the
+    envelope. Events stored at v1 before the change are upcast on the way into the board, on
+    a rebuild as on the live path: the KPI's history still says who set the target."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from concord.events import CloudEvent
+    from scorecard.domain.rules import StatusThresholds
+    from scorecard.domain.scorecard import KpiDefined, KpiTargetSet, ScorecardOpened
+
+    runtime = services.scorecard_runtime
+    alliance_id, kpi_id = uuid4(), uuid4()
+    stream = f"scorecard-{alliance_id}"
+    at = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
+    kpi = {"kpi_id": kpi_id, "owner_org": "acme", "visibility": "shared"}
+    v2_events: list[tuple[Any, dict[str, str]]] = [
+        (
+            ScorecardOpened(
+                alliance_id=alliance_id,
+                partners=["acme", "globex"],
+                currency="EUR",
+                thresholds=StatusThresholds(),
+            ),
+            {"opened_by_org": "acme", "opened_by": "alice"},
+        ),
+        (
+            KpiDefined(
+                **kpi,
+                name="Joint revenue",
+                description=None,
+                dimension="commercial",
+                kind="lagging",
+                unit="EUR",
+                currency="EUR",
+                good_direction="higher",
+                cadence="month",
+                headline=False,
+                feed=None,
+            ),
+            {"defined_by_org": "acme", "defined_by": "alice"},
+        ),
+        (
+            KpiTargetSet(**kpi, period="2026-01", target="100", previous_target=None),
+            {"set_by_org": "globex", "set_by": "gina"},
+        ),
+    ]
+    stored = [
+        CloudEvent(
+            id=uuid4(),
+            source="/concord/scorecard",
+            type=runtime.registry.type_of(event).replace(".v2", ".v1"),
+            subject=stream,
+            time=at,
+            data={**event.model_dump(mode="json"), **who},  # as v1 wrote it
+            allianceid=str(alliance_id),
+            streamversion=version,
+        )
+        for version, (event, who) in enumerate(v2_events, start=1)
+    ]
+    async with runtime.engine.begin() as conn:
+        await runtime.store.append(conn, stream, 0, stored)
+    await runtime.events_committed()
+    await caught_up(runtime)
+
+    changes = text(
+        "SELECT change, new_value, by_org, by_sub FROM scorecard.kpi_changes WHERE kpi_id = :k"
+    )
+
+    async def history() -> list[tuple[Any, ...]]:
+        async with runtime.engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(changes, {"k": kpi_id})]
+
+    live = await history()
+    assert [(c, str(v), org, sub) for c, v, org, sub in live] == [
+        ("target_set", "100", "globex", "gina")
+    ]
+    await runtime.runners["scorecard_board"].rebuild(progress=False)
+    assert await history() == live
