@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -132,6 +133,18 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+async def until_ready(client: httpx.AsyncClient, timeout: float = 30.0) -> None:
+    """Wait for a service process to answer /readyz (it may not be listening yet)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -97,6 +97,27 @@ async def leadership(
             await conn.close()
 
 
+@asynccontextmanager
+async def woken_by_notify(
+    conn: AsyncConnection, channel: str, wake: asyncio.Event
+) -> AsyncIterator[None]:
+    """While inside, a NOTIFY on `channel` (another replica committed) sets `wake`. Listens on
+    the leader's own connection, so the listening ends with the leadership."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+
+    def listener(*_: object) -> None:
+        wake.set()
+
+    await driver.add_listener(channel, listener)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await driver.remove_listener(channel, listener)
+
+
 async def keep_leading(
     engine: AsyncEngine,
     name: str,

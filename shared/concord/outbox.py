@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from concord.bus import Bus
-from concord.db import keep_leading, notify_channel
+from concord.db import keep_leading, notify_channel, woken_by_notify
 from concord.eventstore import Checkpoint, EventStore, RecordedEvent
 from concord.observability import RELAY_LAG, RELAY_PUBLISHED
 
@@ -90,39 +90,32 @@ class Relay:
         return True
 
     async def _lead(self, conn: AsyncConnection) -> None:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        channel = notify_channel(self.store.schema)
+        async with woken_by_notify(conn, notify_channel(self.store.schema), self._wake):
+            self.is_leading = True
+            try:
+                await self._publish_while_leading(conn)
+            finally:
+                self.is_leading = False
 
-        def listener(*_: object) -> None:
-            self._wake.set()
-
-        await driver.add_listener(channel, listener)
-        self.is_leading = True
-        try:
-            checkpoint = await self.checkpoint(conn)
-            while not self._stop.is_set():
-                self._wake.clear()
-                self._passes += 1
-                this_pass = self._passes
-                checkpoint, published = await self.pass_once(conn, checkpoint)
-                if published == self.batch_size:
-                    continue
-                if published == 0 and await self._held_back(conn, checkpoint):
-                    # A later transaction committed but an older one is still open:
-                    # look again shortly rather than waiting for the next NOTIFY.
-                    await asyncio.sleep(0.002)
-                    continue
-                async with self._quiet:
-                    self._quiet_after = this_pass
-                    self._quiet.notify_all()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-        finally:
-            self.is_leading = False
-            with contextlib.suppress(Exception):
-                await driver.remove_listener(channel, listener)
+    async def _publish_while_leading(self, conn: AsyncConnection) -> None:
+        checkpoint = await self.checkpoint(conn)
+        while not self._stop.is_set():
+            self._wake.clear()
+            self._passes += 1
+            this_pass = self._passes
+            checkpoint, published = await self.pass_once(conn, checkpoint)
+            if published == self.batch_size:
+                continue
+            if published == 0 and await self._held_back(conn, checkpoint):
+                # A later transaction committed but an older one is still open:
+                # look again shortly rather than waiting for the next NOTIFY.
+                await asyncio.sleep(0.002)
+                continue
+            async with self._quiet:
+                self._quiet_after = this_pass
+                self._quiet.notify_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
     async def checkpoint(self, conn: AsyncConnection) -> Checkpoint:
         row = (await conn.execute(self._load_checkpoint)).first()

@@ -15,7 +15,6 @@ operator to retry (`concord parked`, `/ops/parked`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord import commands
-from concord.db import checked_schema, keep_leading, notify_channel
+from concord.db import checked_schema, keep_leading, notify_channel, woken_by_notify
 from concord.domain import Actor, Rejected, ScheduleTimer
 from concord.observability import TIMERS_FIRED, TIMERS_PARKED
 
@@ -191,21 +190,12 @@ class Scheduler:
 
     async def _lead(self, conn: AsyncConnection) -> None:
         # Other replicas' commands NOTIFY when they schedule a timer (see ServiceRuntime).
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-
-        def listener(*_: object) -> None:
-            self._wake.set()
-
-        await driver.add_listener(self.channel, listener)
-        self.is_leading = True
-        try:
-            await self._follow_clock(conn)
-        finally:
-            self.is_leading = False
-            with contextlib.suppress(Exception):
-                await driver.remove_listener(self.channel, listener)
+        async with woken_by_notify(conn, self.channel, self._wake):
+            self.is_leading = True
+            try:
+                await self._follow_clock(conn)
+            finally:
+                self.is_leading = False
 
     async def _follow_clock(self, conn: AsyncConnection) -> None:
         clock = self.runtime.clock

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import uuid4
 
@@ -101,6 +102,21 @@ async def test_stranger_organisation_sees_nothing_in_either_service(
     assert (await governance.get(base, headers=auth())).json()["version"] == 1
 
 
+@asynccontextmanager
+async def charter_read_in_scorecard(
+    settings: Callable[..., Any], window: float
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """Both services, scorecard with this read-your-writes window, and an alliance created
+    in governance that scorecard has read (asked right after the write, it waited)."""
+    governance_app = GOVERNANCE.app(settings(GovernanceSettings))
+    scorecard_app = SCORECARD.app(settings(ScorecardSettings, read_your_writes_wait=window))
+    async with serve(governance_app) as governance, serve(scorecard_app) as scorecard:
+        alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
+        base = f"/alliances/{alliance['id']}"
+        assert (await scorecard.get(base, params={"min_version": 1}, headers=auth())).is_success
+        yield scorecard, base
+
+
 async def test_an_unknown_alliance_or_a_stranger_gets_its_404_at_once(
     settings: Callable[..., Any],
 ) -> None:
@@ -108,13 +124,7 @@ async def test_an_unknown_alliance_or_a_stranger_gets_its_404_at_once(
     or a mistyped id's 404 does not wait out the read-your-writes window (which here is
     long enough that waiting would show)."""
     window = 30.0
-    governance_app = GOVERNANCE.app(settings(GovernanceSettings))
-    scorecard_app = SCORECARD.app(settings(ScorecardSettings, read_your_writes_wait=window))
-    async with serve(governance_app) as governance, serve(scorecard_app) as scorecard:
-        alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
-        base = f"/alliances/{alliance['id']}"
-        assert (await scorecard.get(base, params={"min_version": 1}, headers=auth())).is_success
-
+    async with charter_read_in_scorecard(settings, window) as (scorecard, base):
         started = time.monotonic()
         answers = await asyncio.gather(
             *(scorecard.get(f"/alliances/{uuid4()}", headers=auth()) for _ in range(20)),
@@ -130,13 +140,7 @@ async def test_min_version_still_waits_for_a_version_not_yet_projected(
     settings: Callable[..., Any],
 ) -> None:
     window = 0.5
-    governance_app = GOVERNANCE.app(settings(GovernanceSettings))
-    scorecard_app = SCORECARD.app(settings(ScorecardSettings, read_your_writes_wait=window))
-    async with serve(governance_app) as governance, serve(scorecard_app) as scorecard:
-        alliance = (await governance.post("/alliances", json=charter(), headers=auth())).json()
-        base = f"/alliances/{alliance['id']}"
-        # Asked right after the write, it waits until the projection has it.
-        assert (await scorecard.get(base, params={"min_version": 1}, headers=auth())).is_success
+    async with charter_read_in_scorecard(settings, window) as (scorecard, base):
         started = time.monotonic()
         later = await scorecard.get(base, params={"min_version": 2}, headers=auth())
         waited = time.monotonic() - started

@@ -14,7 +14,7 @@ import nats
 
 from concord.bus import stream_name
 from concord.devstack import free_port
-from tests.conftest import JWT_SECRET, auth, charter
+from tests.conftest import JWT_SECRET, auth, charter, until_ready
 
 
 async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_event(
@@ -46,14 +46,7 @@ async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_even
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await client.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+            await until_ready(client)
             posts = [
                 client.post("/alliances", json=charter(name=f"Alliance {i}"), headers=auth())
                 for i in range(20)

@@ -24,7 +24,7 @@ from governance.app import SERVICE as GOVERNANCE
 from governance.settings import GovernanceSettings
 from scorecard.app import SERVICE as SCORECARD
 from scorecard.settings import ScorecardSettings
-from tests.conftest import BEFORE_THE_PERIODS, JWT_SECRET, auth, charter, serve
+from tests.conftest import BEFORE_THE_PERIODS, JWT_SECRET, auth, charter, serve, until_ready
 from tests.integration.meters import eventually
 from tests.integration.scorecard.conftest import known_to
 
@@ -113,14 +113,7 @@ async def test_concord_worker_runs_as_a_process_and_stops_on_sigterm(
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await client.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+            await until_ready(client)
             metrics = (await client.get("/metrics")).text
             assert 'concord_parked_work{kind="timer",service="scorecard"}' in metrics
             # A worker serves no API of its own.

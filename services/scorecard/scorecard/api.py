@@ -819,7 +819,7 @@ async def kpi_history(
 ) -> views.KpiHistory:
     params = {"id": alliance_id, "kpi_id": kpi_id, "org": caller.org}
     board = await _open_board(runtime, alliance_id, caller, min_version)
-    async with runtime.engine.connect() as conn:
+    async with runtime.snapshot() as conn:
         row = (await conn.execute(_one_kpi, params)).first()
         if row is None:
             raise NotFound("No such KPI on this scorecard")
@@ -893,7 +893,7 @@ async def initiative_history(
 ) -> views.InitiativeHistory:
     params = {"id": alliance_id, "initiative_id": initiative_id}
     await _open_board(runtime, alliance_id, caller, min_version)
-    async with runtime.engine.connect() as conn:
+    async with runtime.snapshot() as conn:
         row = (await conn.execute(_one_initiative, params)).first()
         if row is None:
             raise NotFound("No such initiative on this scorecard")
