@@ -194,6 +194,12 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def manifests(args: argparse.Namespace) -> int:
+    from concord.manifests import command  # needs PyYAML, a dev dependency
+
+    return command(args.folder, check=args.check)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="concord")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     m = commands.add_parser("migrate", help="migrate service schemas to head")
     m.add_argument("service", nargs="?", choices=sorted(SERVICES), help="all when omitted")
     m.set_defaults(fn=migrate)
+    k = commands.add_parser("manifests", help="render deploy/k8s from the service declarations")
+    k.add_argument("folder", nargs="?", type=Path, default=Path("deploy/k8s"))
+    k.add_argument("--check", action="store_true", help="exit 1 if a file is not as rendered")
+    k.set_defaults(fn=manifests)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 
