@@ -49,7 +49,10 @@ rebuild: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/concord migrate $(SERVICE)
 
+# The manifests are what the service declarations render (`concord manifests` writes them),
+# then they pass the checker.
 k8s-check: $(STAMP)
+	$(BIN)/concord manifests --check deploy/k8s
 	$(BIN)/python -m concord.k8s_check deploy/k8s
 
 clean:

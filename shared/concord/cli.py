@@ -8,6 +8,7 @@ rebuild projections and migrate schemas.
     concord worker scorecard         a service's relay, projections, reactions and timers alone
     concord parked scorecard         reaction events and timers parked after failing
     concord retry scorecard reaction partner_joins_balance 42  |  ... timer <timer-id>
+    concord manifests [--check]      deploy/k8s rendered from the service declarations
 """
 
 from __future__ import annotations
@@ -256,6 +257,12 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def manifests(args: argparse.Namespace) -> int:
+    from concord.manifests import command  # needs PyYAML, a dev dependency
+
+    return command(args.folder, check=args.check)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="concord")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     y.add_argument("kind", choices=["reaction", "timer"])
     y.add_argument("target", nargs="+", help="reaction: NAME SEQUENCE; timer: TIMER_ID")
     y.set_defaults(fn=retry)
+    k = commands.add_parser("manifests", help="render deploy/k8s from the service declarations")
+    k.add_argument("folder", nargs="?", type=Path, default=Path("deploy/k8s"))
+    k.add_argument("--check", action="store_true", help="exit 1 if a file is not as rendered")
+    k.set_defaults(fn=manifests)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -2,7 +2,9 @@
 
     python -m concord.k8s_check deploy/k8s            # every YAML file parses; kustomizations
                                                       # point at files that exist; Deployments
-                                                      # probe /livez and /readyz and run as non-root
+                                                      # probe /livez and /readyz, run as non-root
+                                                      # and select only their own pods; Services
+                                                      # and disruption budgets select no workers
     python -m concord.k8s_check deploy/k8s --render   # also check what each kustomization builds
                                                       # (needs `kustomize` or `kubectl` on PATH)
 
@@ -24,6 +26,9 @@ SUMMARY = "Check Concord's Kubernetes manifests (kustomize base and overlays)."
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 LIVENESS_PATH = "/livez"
 READINESS_PATH = "/readyz"
+# API and worker pods of one service share its name label and differ in this one.
+COMPONENT = "app.kubernetes.io/component"
+API_COMPONENT, WORKER_COMPONENT = "api", "worker"
 
 
 def _load_yaml_module() -> Any:
@@ -135,12 +140,49 @@ def check_deployment(where: str, doc: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check_documents(where: str, docs: list[Any]) -> list[str]:
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, Any]:
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return (template.get("metadata") or {}).get("labels") or {}
+
+
+def _selector(doc: dict[str, Any]) -> dict[str, Any]:
+    """A Service's selector, or the matchLabels of a Deployment's or a budget's."""
+    selector = (doc.get("spec") or {}).get("selector") or {}
+    return selector if doc.get("kind") == "Service" else selector.get("matchLabels") or {}
+
+
+def check_selectors(where: str, docs: list[dict[str, Any]]) -> list[str]:
+    """No Deployment selects another's pods, and no Service or PodDisruptionBudget selects
+    worker pods (traffic and disruption budgets are for API replicas)."""
+    deployments = [d for d in docs if d.get("kind") == "Deployment"]
     problems = []
     for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") == "Deployment":
-            problems.extend(check_deployment(where, doc))
+        kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name", "<unnamed>")
+        selector = _selector(doc)
+        if kind not in ("Deployment", "Service", "PodDisruptionBudget") or not selector:
+            continue
+        for deployment in deployments:
+            pods = _pod_labels(deployment)
+            if deployment is doc or not selector.items() <= pods.items():
+                continue
+            other = (deployment.get("metadata") or {}).get("name", "<unnamed>")
+            if kind == "Deployment":
+                problems.append(f"{where}: Deployment {name} selects the pods of {other} too")
+            elif pods.get(COMPONENT) == WORKER_COMPONENT:
+                problems.append(
+                    f"{where}: {kind} {name} selects the worker pods of {other}; add "
+                    f"{COMPONENT}: {API_COMPONENT} to its selector"
+                )
     return problems
+
+
+def check_documents(where: str, docs: list[Any]) -> list[str]:
+    mappings = [doc for doc in docs if isinstance(doc, dict)]
+    problems = []
+    for doc in mappings:
+        if doc.get("kind") == "Deployment":
+            problems.extend(check_deployment(where, doc))
+    return problems + check_selectors(where, mappings)
 
 
 def _renderer() -> list[str] | None:
