@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from concord.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
+PARKED_RECOUNT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -199,8 +201,13 @@ class Scheduler:
 
     async def _follow_clock(self, conn: AsyncConnection) -> None:
         clock = self.runtime.clock
+        recount_at = 0.0
         while not self._stop.is_set():
             self._wake.clear()
+            if time.monotonic() >= recount_at:
+                # Parked work is retried from any replica: the leader keeps the gauge true.
+                await self.runtime.count_parked()
+                recount_at = time.monotonic() + PARKED_RECOUNT_SECONDS
             if await self.fire_due() == self.batch_size:
                 continue
             next_due = (await conn.execute(self.book._next_due)).scalar()
