@@ -41,7 +41,7 @@ bench: $(STAMP)
 token: $(STAMP)
 	@$(BIN)/concord token --org $(ORG) --roles $(ROLES) --sub $(SUB)
 
-# make rebuild SERVICE=scorecard PROJECTION=known_alliances [WAIT=seconds]
+# make rebuild SERVICE=scorecard PROJECTION=scorecard_board [WAIT=seconds]
 rebuild: $(STAMP)
 	$(BIN)/concord rebuild $(SERVICE) $(PROJECTION) $(if $(WAIT),--wait $(WAIT))
 
