@@ -197,12 +197,14 @@ def retry(args: argparse.Namespace) -> int:
 
         try:
             if args.kind == "reaction":
-                name, sequence = args.target
-                done = await ops.retry_reaction(runtime, name, int(sequence))
+                done = await ops.retry_reaction(runtime, args.name, args.sequence)
             else:
-                done = await ops.retry_timer(runtime, UUID(args.target[0]))
+                done = await ops.retry_timer(runtime, args.timer_id)
         except NotFound as missing:
             print(missing.detail)
+            return 1
+        except Exception as error:  # the handler failed again: it stays parked
+            print(f"still failing, still parked: {error}")
             return 1
         print(done.detail)
         return 0
@@ -292,8 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=parked)
     y = commands.add_parser("retry", help="retry one parked reaction event or timer")
     y.add_argument("service", choices=names)
-    y.add_argument("kind", choices=["reaction", "timer"])
-    y.add_argument("target", nargs="+", help="reaction: NAME SEQUENCE; timer: TIMER_ID")
+    kinds = y.add_subparsers(dest="kind", required=True)
+    yr = kinds.add_parser("reaction", help="handle a parked event again, now")
+    yr.add_argument("name")
+    yr.add_argument("sequence", type=int)
+    kinds.add_parser("timer", help="make a parked timer due again").add_argument(
+        "timer_id", type=UUID
+    )
     y.set_defaults(fn=retry)
     k = commands.add_parser("manifests", help="render deploy/k8s from the service declarations")
     k.add_argument("folder", nargs="?", type=Path, default=Path("deploy/k8s"))

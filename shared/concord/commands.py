@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord.clock import SYSTEM_CLOCK, Clock
 from concord.domain import Actor, CancelTimer, Decider, DomainEvent, ScheduleTimer, TimerChange
-from concord.eventstore import StreamConflict
+from concord.eventstore import SERIALIZATION_FAILURE, StreamConflict
 from concord.observability import EVENTS_APPENDED
 from concord.problems import ProblemError, conflict, precondition_failed
 
@@ -37,6 +38,7 @@ S = TypeVar("S")
 C = TypeVar("C")
 T = TypeVar("T")
 RETRIES = 3
+DEADLOCK_DETECTED = "40P01"
 
 
 @dataclass(frozen=True)
@@ -199,13 +201,21 @@ async def transaction(
             async with runtime.engine.begin() as conn:
                 tx = Transaction(runtime, conn, context)
                 result = await work(tx)
-        except StreamConflict:
+        except (StreamConflict, DBAPIError) as error:
+            if isinstance(error, DBAPIError) and not _lost_a_race(error):
+                raise
             if attempt == RETRIES - 1:
                 raise conflict("It is being changed by someone else: retry") from None
             continue
         await tx._committed()
         return result
     raise AssertionError("unreachable")
+
+
+def _lost_a_race(error: DBAPIError) -> bool:
+    """PostgreSQL ended the transaction for another one (a deadlock between a command and a
+    firing timer, say): nothing of it was written, so it can run again."""
+    return getattr(error.orig, "sqlstate", None) in (DEADLOCK_DETECTED, SERIALIZATION_FAILURE)
 
 
 async def in_stream(

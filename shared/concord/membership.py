@@ -1,7 +1,7 @@
 """Alliance membership, the one thing every service must know about every alliance: who its
 partners are. Governance owns the charter and publishes these events; every service keeps
 the same local projection of them (`Alliances`, in its own schema) and asks it the same
-question (`known_alliance`): may this organisation see this alliance?
+question (`Alliances.known`): may this organisation see this alliance?
 
 The charter events are defined here, as the published language between governance and the
 rest, so that the writer and every reader share one definition and one set of upcasters.

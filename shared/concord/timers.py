@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PARKED_RECOUNT_SECONDS = 15.0
+BUSY_TIMER_WAIT = 0.01
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,9 @@ class Scheduler:
             await conn.commit()
             wait = self.runtime.settings.timer_poll_interval
             if next_due is not None:
-                wait = max(0.0, min(wait, (next_due - clock.now()).total_seconds()))
+                # A timer already due but not fired is held by a command still open: give
+                # it a moment rather than spin.
+                wait = max(BUSY_TIMER_WAIT, min(wait, (next_due - clock.now()).total_seconds()))
             moved = asyncio.ensure_future(clock.moved())
             woken = asyncio.ensure_future(self._wake.wait())
             try:
