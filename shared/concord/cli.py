@@ -16,111 +16,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 from uuid import UUID
 
-from concord.devstack import EmbeddedNats, EmbeddedPostgres
+from concord import embedded
 from concord.runtime import ServiceRuntime
 from concord.service import service, services
-
-HOME = Path(os.environ.get("CONCORD_HOME", ".concord"))
-PG_PORT = 55432
-NATS_PORT = 54222
-NATS_MONITOR_PORT = 58222
-DATABASE = "concord"
-
-
-def dev_secret() -> str:
-    """The HS256 secret shared by `make run` and `make token`, made once per checkout."""
-    path = HOME / "jwt-secret"
-    if not path.exists():
-        HOME.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-def run(_: argparse.Namespace) -> int:
-    HOME.mkdir(parents=True, exist_ok=True)
-    pg = EmbeddedPostgres(HOME / "postgres", PG_PORT)
-    nats = EmbeddedNats(HOME / "nats", NATS_PORT, NATS_MONITOR_PORT)
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        print(f"PostgreSQL  {pg.url(DATABASE, driver='postgresql')}  (data in {HOME}/postgres)")
-        pg.start()
-        pg.ensure_database(DATABASE)
-        print(f"NATS        {nats.url}  (JetStream in {HOME}/nats)")
-        nats.start()
-        env = {
-            **os.environ,
-            "CONCORD_DATABASE_URL": pg.url(DATABASE),
-            "CONCORD_NATS_URL": nats.url,
-            "CONCORD_JWT_SECRET": dev_secret(),
-        }
-        for name, declared in services().items():
-            port = declared.port
-            children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        declared.factory,
-                        "--factory",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--no-access-log",
-                        "--timeout-graceful-shutdown",
-                        "20",
-                    ],
-                    env=env,
-                    start_new_session=True,  # stopped by us, in order, not by the terminal
-                )
-            )
-            print(f"{name:<12}http://127.0.0.1:{port}  docs http://127.0.0.1:{port}/docs")
-        print("A token: make token ORG=acme ROLES=alliance_manager   Ctrl-C stops everything.")
-        while not stopping:
-            if any(child.poll() is not None for child in children):
-                print("a service exited; stopping everything", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        return 0
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        nats.stop()
-        pg.stop()
-        print("stopped")
 
 
 def token(args: argparse.Namespace) -> int:
     from concord.auth import mint_token
 
-    secret = os.environ.get("CONCORD_JWT_SECRET") or dev_secret()
+    secret = os.environ.get("CONCORD_JWT_SECRET") or embedded.dev_secret()
     roles = [r for r in args.roles.replace(",", " ").split() if r]
     print(mint_token(secret, sub=args.sub, org=args.org, roles=roles, ttl_seconds=args.ttl))
     return 0
@@ -129,7 +39,7 @@ def token(args: argparse.Namespace) -> int:
 def _embedded_default() -> None:
     """Without CONCORD_DATABASE_URL, commands act on `make run`'s embedded stack."""
     if "CONCORD_DATABASE_URL" not in os.environ:
-        os.environ.setdefault("CONCORD_JWT_SECRET", dev_secret())
+        os.environ.setdefault("CONCORD_JWT_SECRET", embedded.dev_secret())
 
 
 def _on_runtime(name: str, work: Callable[[ServiceRuntime], Awaitable[int]]) -> int:
@@ -227,14 +137,8 @@ def migrate(args: argparse.Namespace) -> int:
     """Each service's schema to head, as its start-up would (same lock, same history)."""
     names = [args.service] if args.service else list(services())
     with ExitStack() as cleanup:
-        if "CONCORD_DATABASE_URL" not in os.environ:  # the embedded default
-            os.environ.setdefault("CONCORD_JWT_SECRET", dev_secret())
-            pg = EmbeddedPostgres(HOME / "postgres", PG_PORT)
-            os.environ["CONCORD_DATABASE_URL"] = pg.url(DATABASE)
-            if not _listening(PG_PORT):  # `make run` is not up: start its PostgreSQL for this
-                pg.start()
-                cleanup.callback(pg.stop)
-                pg.ensure_database(DATABASE)
+        if "CONCORD_DATABASE_URL" not in os.environ:
+            embedded.postgres_for(cleanup)
         return asyncio.run(_migrate(names))
 
 
@@ -253,12 +157,6 @@ async def _migrate(names: list[str]) -> int:
     return 0
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def manifests(args: argparse.Namespace) -> int:
     from concord.manifests import command  # needs PyYAML, a dev dependency
 
@@ -268,7 +166,8 @@ def manifests(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="concord")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run everything on the embedded default").set_defaults(fn=run)
+    everything = commands.add_parser("run", help="run everything on the embedded default")
+    everything.set_defaults(fn=lambda _: embedded.run_everything())
     t = commands.add_parser("token", help="print a development bearer token")
     t.add_argument("--org", required=True)
     t.add_argument("--roles", default="alliance_manager")
