@@ -18,12 +18,22 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import append, crm, http_load, lag, rebuild, scorecard_view
+from bench import (
+    append,
+    command_path,
+    crm,
+    http_load,
+    lag,
+    reactions,
+    rebuild,
+    scorecard_view,
+    timers,
+)
 from bench.figures import Figure
 from bench.report import table, write_json
 from bench.stack import Stack, embedded_stack, versions
 
-ALL = ("append", "lag", "rebuild", "http", "crm", "view")
+ALL = ("append", "lag", "rebuild", "http", "crm", "view", "commands", "timers", "reactions")
 
 
 def _sizes(quick: bool) -> dict[str, Any]:
@@ -35,6 +45,9 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "http": {"count": 200, "concurrency": 16},
             "crm": {"batches": 3, "items": 200, "senders": 2, "sender_batches": 2},
             "view": {"kpis": 20, "months": 6, "initiatives": 12, "reports": 3, "requests": 50},
+            "commands": {"events": {1: 300, 8: 800}, "seconds": 2.0, "rounds": 1},
+            "timers": {"timers": 1000},
+            "reactions": {"events": 500, "rounds": 1},
         }
     return {
         "append": {"events": {1: 3000, 8: 8000}, "seconds": 6.0, "rounds": 2},
@@ -50,6 +63,9 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "requests": 300,
             "concurrency": 4,
         },
+        "commands": {"events": {1: 3000, 8: 8000}, "seconds": 6.0, "rounds": 2},
+        "timers": {"timers": 10_000},
+        "reactions": {"events": 5000, "rounds": 2},
     }
 
 
@@ -102,6 +118,20 @@ def _notes(figures: list[Figure]) -> list[str]:
             f"({d['setup_retried_409_or_404']} sent again after 409); the page's "
             f"{r['statements']} reads alone (SQLAlchemy, no HTTP) p50 {r['p50_ms']:.2f} ms, "
             f"p99 {r['p99_ms']:.2f} ms"
+        )
+    if "timers_fired" in by_key:
+        d = by_key["timers_fired"].details
+        notes.append(
+            f"8 timers: {d['timers']:,} timers, scheduled by as many commands in "
+            f"{d['setup_schedule_seconds']} s ({d['setup_commands_per_second']:,.0f} commands/s, "
+            f"8 at a time), fired in {d['kernel_seconds']} s (raw {d['raw_seconds']} s), "
+            f"fire_due batches of {d['batch_size']}"
+        )
+    if "reactions_handled" in by_key:
+        d = by_key["reactions_handled"].details
+        notes.append(
+            f"9 reaction: {d['events']:,} events, fetched {d['batch_size']} at a time; "
+            f"kernel rounds {d['kernel_rounds']} events/s, raw rounds {d['raw_rounds']} events/s"
         )
     return notes
 
@@ -156,6 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     def run_view(stack: Stack) -> None:
         figures.extend(scorecard_view.run(stack, **sizes["view"]))
 
+    def run_commands(stack: Stack) -> None:
+        found, steps = asyncio.run(command_path.run(stack, **sizes["commands"]))
+        figures.extend(found)
+        ladders.update({f"7 command path, {k}": v for k, v in steps.items()})
+
+    def run_timers(stack: Stack) -> None:
+        figures.extend(asyncio.run(timers.run(stack, **sizes["timers"])))
+
+    def run_reactions(stack: Stack) -> None:
+        figures.extend(asyncio.run(reactions.run(stack, **sizes["reactions"])))
+
     runners = {
         "append": run_append,
         "lag": run_lag,
@@ -163,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         "http": run_http,
         "crm": run_crm,
         "view": run_view,
+        "commands": run_commands,
+        "timers": run_timers,
+        "reactions": run_reactions,
     }
     print("starting embedded PostgreSQL and NATS ...", file=sys.stderr, flush=True)
     with embedded_stack() as stack:

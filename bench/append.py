@@ -67,6 +67,32 @@ def registry() -> EventRegistry:
     return events
 
 
+def raw_row(stream: str, version: int, event_type: str, reading: int) -> tuple[Any, ...]:
+    """The arguments of RAW_INSERT for one small event, its envelope built by hand."""
+    event_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    envelope = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(event_id),
+            "source": f"/concord/{SCHEMA}",
+            "type": event_type,
+            "subject": stream,
+            "time": now.isoformat(),
+            "datacontenttype": "application/json",
+            "data": {"reading": reading},
+            "allianceid": None,
+            "streamversion": version,
+            "correlationid": None,
+            "causationid": None,
+            "traceparent": None,
+            "actorsub": None,
+            "actororg": None,
+        }
+    )
+    return (event_id, stream, version, event_type, None, now, envelope)
+
+
 Writer = Callable[[int, int, float], Awaitable[int]]
 
 
@@ -143,28 +169,7 @@ async def _raw(
                 break
             stream = f"raw-{run}-{w}-{i // EVENTS_PER_STREAM}"
             version = i % EVENTS_PER_STREAM + 1
-            event_id = uuid.uuid4()
-            now = datetime.now(UTC)
-            envelope = json.dumps(
-                {
-                    "specversion": "1.0",
-                    "id": str(event_id),
-                    "source": f"/concord/{SCHEMA}",
-                    "type": event_type,
-                    "subject": stream,
-                    "time": now.isoformat(),
-                    "datacontenttype": "application/json",
-                    "data": {"reading": i},
-                    "allianceid": None,
-                    "streamversion": version,
-                    "correlationid": None,
-                    "causationid": None,
-                    "traceparent": None,
-                    "actorsub": None,
-                    "actororg": None,
-                }
-            )
-            args = (event_id, stream, version, event_type, None, now, envelope)
+            args = raw_row(stream, version, event_type, i)
             if explicit_tx:
                 async with conn.transaction():
                     await conn.execute(insert, *args)

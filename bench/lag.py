@@ -1,10 +1,10 @@
-"""2. End-to-end lag: governance POST returned -> scorecard's `known_alliances` has the row.
+"""2. End-to-end lag: governance POST returned -> scorecard's `alliances` has the row.
 
 Kernel: both services in this process (their app lifespans run as in tests/conftest.py
 `serve`: runtime, outbox relay, projection runners), requests over httpx.ASGITransport,
 alliances created one after another. After each POST returns, the row is awaited with
 `ProjectionRunner.changed()` (armed before each look, so no announcement is missed) and a
-primary-key lookup in scorecard.known_alliances on a separate connection.
+primary-key lookup in scorecard.alliances on a separate connection.
 
 Baseline: the same hops written by hand with no kernel: an autocommit INSERT into an events
 table whose trigger NOTIFYs, a LISTENing relay that publishes new rows to the same JetStream
@@ -99,7 +99,7 @@ async def _kernel(stack: Stack, commands: int, seconds: float) -> dict[str, Any]
     }
     governance = governance_app(GovernanceSettings(**common))
     scorecard = scorecard_app(ScorecardSettings(**common))
-    runner: ProjectionRunner = scorecard.state.runtime.runners["known_alliances"]
+    runner: ProjectionRunner = scorecard.state.runtime.runners["alliances"]
     headers = {
         "Authorization": "Bearer "
         + mint_token(JWT_SECRET, sub="bench", org="acme", roles=["alliance_manager"])
@@ -121,7 +121,7 @@ async def _kernel(stack: Stack, commands: int, seconds: float) -> dict[str, Any]
     watcher = await asyncpg.connect(stack.dsn(DATABASE))
     try:
         async with serve(scorecard), serve(governance) as client:
-            watch = RowWatch(watcher, "scorecard.known_alliances")
+            watch = RowWatch(watcher, "scorecard.alliances")
 
             async def one(i: int, record: bool) -> None:
                 nonlocal missed

@@ -1,4 +1,4 @@
-"""3. Rebuild throughput of scorecard's `known_alliances`.
+"""3. Rebuild throughput of scorecard's `alliances` (every service's membership projection).
 
 Setup (not timed): N `AllianceCreated` events appended to governance's event store with
 `EventStore.append` and published to governance's JetStream stream by the outbox `Relay`.
@@ -38,7 +38,7 @@ APPEND_BATCH = 500
 
 RAW_DDL = [
     "CREATE SCHEMA IF NOT EXISTS bench_raw",
-    """CREATE TABLE IF NOT EXISTS bench_raw.known_alliances (
+    """CREATE TABLE IF NOT EXISTS bench_raw.alliances (
         alliance_id uuid PRIMARY KEY,
         name text NOT NULL,
         purpose text NOT NULL,
@@ -48,12 +48,13 @@ RAW_DDL = [
         executive_sponsors jsonb NOT NULL DEFAULT '[]',
         agreement_version integer NOT NULL DEFAULT 0,
         version integer NOT NULL,
+        created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL
     )""",
 ]
-RAW_INSERT = """INSERT INTO bench_raw.known_alliances
-    (alliance_id, name, purpose, goals, partners, partner_orgs, version, updated_at)
-    VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8)
+RAW_INSERT = """INSERT INTO bench_raw.alliances
+    (alliance_id, name, purpose, goals, partners, partner_orgs, version, created_at, updated_at)
+    VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9)
     ON CONFLICT (alliance_id) DO NOTHING"""
 
 
@@ -143,24 +144,25 @@ def _row(event: CloudEvent) -> tuple[Any, ...]:
         json.dumps(data["partners"]),
         [p["org_id"] for p in data["partners"]],
         event.streamversion,
-        event.time,
+        event.time,  # created_at
+        event.time,  # updated_at
     )
 
 
 async def _raw(dsn: str, rows: list[tuple[Any, ...]], mode: str) -> float:
-    """Rows per second into bench_raw.known_alliances, one transaction after a TRUNCATE."""
+    """Rows per second into bench_raw.alliances, one transaction after a TRUNCATE."""
     conn = await asyncpg.connect(dsn)
     try:
         started = time.perf_counter()
         async with conn.transaction():
-            await conn.execute("TRUNCATE bench_raw.known_alliances")
+            await conn.execute("TRUNCATE bench_raw.alliances")
             if mode == "executemany":
                 await conn.executemany(RAW_INSERT, rows)
             elif mode == "copy":
                 columns = ["alliance_id", "name", "purpose", "goals", "partners", "partner_orgs"]
-                columns += ["version", "updated_at"]
+                columns += ["version", "created_at", "updated_at"]
                 await conn.copy_records_to_table(
-                    "known_alliances", schema_name="bench_raw", records=rows, columns=columns
+                    "alliances", schema_name="bench_raw", records=rows, columns=columns
                 )
             else:
                 for row in rows:
@@ -204,7 +206,6 @@ async def _replay_only(stack: Stack, count: int) -> float:
 async def run(
     stack: Stack, *, events: int = 20_000, rounds: int = 2, ladder: bool = True
 ) -> tuple[list[Figure], dict[str, float]]:
-    from scorecard.projections import KnownAlliances
     from scorecard.settings import ScorecardSettings
 
     await stack.create_database(DATABASE)
@@ -220,8 +221,9 @@ async def run(
     envelopes, fill = await _fill(stack, events)
     rows = [_row(e) for e in envelopes]
 
-    projection = KnownAlliances()
-    runtime = ServiceRuntime(_settings(ScorecardSettings, stack), projections=[projection])
+    # Every runtime has the membership projection; no other projection runs here.
+    runtime = ServiceRuntime(_settings(ScorecardSettings, stack))
+    projection = runtime.alliances
     await runtime.install()
     await runtime.bus.connect()
     runner = runtime.runners[projection.name]
@@ -238,15 +240,15 @@ async def run(
             kernel_rates.append(report.events / elapsed)
             reports.append(round(report.events_per_second, 1))
         async with runtime.engine.connect() as conn:
-            count = await conn.scalar(text("SELECT count(*) FROM scorecard.known_alliances"))
+            count = await conn.scalar(text("SELECT count(*) FROM scorecard.alliances"))
         if count != events:
-            raise RuntimeError(f"known_alliances holds {count} rows after rebuild, not {events}")
+            raise RuntimeError(f"alliances holds {count} rows after rebuild, not {events}")
         if ladder:
             steps["raw executemany, one transaction"] = max(raw_rates)
             steps["raw COPY, one transaction"] = await _raw(dsn, rows, "copy")
             steps["raw one INSERT per row, one transaction"] = await _raw(dsn, rows, "per-row")
             steps["NATS replay + CloudEvent.from_json, no DB"] = await _replay_only(stack, events)
-            steps["KnownAlliances.apply through a ReadModel, no NATS"] = await _apply_only(
+            steps["Alliances.apply through a ReadModel, no NATS"] = await _apply_only(
                 runtime, projection, envelopes
             )
             steps["same INSERT batched: one SQLAlchemy executemany, no NATS"] = await _batched(
@@ -259,7 +261,7 @@ async def run(
 
     figure = Figure(
         key="rebuild",
-        label=f"3 rebuild known_alliances, {events:,} ev",
+        label=f"3 rebuild alliances, {events:,} ev",
         unit="events/s",
         value=max(kernel_rates),
         baseline=max(raw_rates),
@@ -282,13 +284,14 @@ async def _apply_only(runtime: ServiceRuntime, projection: Any, events: list[Clo
     """The projection's own apply through the kernel's ReadModel (writes sent as executemany
     runs), into an emptied table in one transaction (rolled back afterwards), events already
     decoded, no NATS."""
+    recorded = [projection.events.recorded(e) for e in events]
     async with runtime.engine.connect() as conn:
         transaction = await conn.begin()
         try:
-            await conn.execute(text("TRUNCATE scorecard.known_alliances"))
+            await conn.execute(text("TRUNCATE scorecard.alliances"))
             started = time.perf_counter()
             model = ReadModel(conn)
-            for event in events:
+            for event in recorded:
                 await projection.apply(model, event)
             await model.flush()
             rate = len(events) / (time.perf_counter() - started)
@@ -297,12 +300,13 @@ async def _apply_only(runtime: ServiceRuntime, projection: Any, events: list[Clo
     return rate
 
 
-# The statement KnownAlliances uses for alliance_created, written out here: what an apply
+# The statement Alliances uses for alliance_created, written out here: what an apply
 # that takes a batch of events could send as one executemany.
 BATCHED_CREATE = text(
-    """INSERT INTO scorecard.known_alliances
-       (alliance_id, name, purpose, goals, partners, partner_orgs, version, updated_at)
-       VALUES (:id, :name, :purpose, :goals, :partners, :orgs, :version, :at)
+    """INSERT INTO scorecard.alliances
+       (alliance_id, name, purpose, goals, partners, partner_orgs, version, created_at,
+        updated_at)
+       VALUES (:id, :name, :purpose, :goals, :partners, :orgs, :version, :at, :at)
        ON CONFLICT (alliance_id) DO NOTHING"""
 ).bindparams(
     bindparam("goals", type_=JSONB),
@@ -316,7 +320,7 @@ async def _batched(runtime: ServiceRuntime, events: list[CloudEvent]) -> float:
     async with runtime.engine.connect() as conn:
         transaction = await conn.begin()
         try:
-            await conn.execute(text("TRUNCATE scorecard.known_alliances"))
+            await conn.execute(text("TRUNCATE scorecard.alliances"))
             started = time.perf_counter()
             params = [
                 {

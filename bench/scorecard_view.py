@@ -222,11 +222,12 @@ async def _reads(url: str, alliance_id: str, period: str, count: int) -> dict[st
     from uuid import UUID
 
     from concord.db import create_engine
+    from concord.membership import Alliances
     from scorecard import api
     from scorecard.domain import periods
 
     statements = [
-        api._known,
+        Alliances("scorecard")._known,
         api._board,
         api._kpis,
         api._numbers_of_kpis,
