@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from concord.auth import Authenticator
 from concord.bus import Bus
 from concord.clock import SYSTEM_CLOCK, Clock
-from concord.db import create_engine, notify_channel
+from concord.db import Notifier, create_engine, notify_channel
 from concord.events import EventRegistry
 from concord.eventstore import EventStore
 from concord.membership import Alliances
@@ -117,6 +117,7 @@ class ServiceRuntime:
         self.timer_book = TimerBook(self.schema)
         self.scheduler = Scheduler(self, timers)
         self.channel = notify_channel(self.schema)
+        self.notifier = Notifier(self.engine)
         self.aggregates = AggregateCache()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -164,6 +165,7 @@ class ServiceRuntime:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=2)
+        await self.notifier.flush()
         await self.bus.close()
         await self.engine.dispose()
 
@@ -175,15 +177,7 @@ class ServiceRuntime:
         if self.relay.is_leading:
             self.relay.wake()
             return
-        await self._notify(self.channel)
-
-    async def _notify(self, channel: str) -> None:
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
-                await conn.commit()
-        except Exception as error:  # the command has committed: its answer must not fail
-            log.warning("could not wake %s (%s); it looks again on its next poll", channel, error)
+        self.notifier.notify(self.channel)
 
     async def timers_changed(self) -> None:
         """A command scheduled or moved a timer: the scheduler looks again, woken directly
@@ -191,7 +185,7 @@ class ServiceRuntime:
         if self.scheduler.is_leading:
             self.scheduler.wake()
             return
-        await self._notify(self.scheduler.channel)
+        self.notifier.notify(self.scheduler.channel)
 
     async def count_parked(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
