@@ -82,23 +82,23 @@ class TimerBook:
             f"DELETE FROM {s}.timers WHERE stream_id = :stream_id AND key = :key "
             "AND fired_at IS NULL"
         )
-        self._due = text(
+        self.due = text(
             f"""SELECT stream_id, key, timer_id, correlation_id FROM {s}.timers
                 WHERE due_at <= :now AND fired_at IS NULL AND parked_at IS NULL
                 ORDER BY due_at LIMIT :limit"""
         )
-        self._claim = text(
+        self.claim = text(
             f"""SELECT timer_id, stream_id, key, name, alliance_id, data, due_at, correlation_id
                 FROM {s}.timers
                 WHERE stream_id = :stream_id AND key = :key AND timer_id = :timer_id
                   AND fired_at IS NULL AND parked_at IS NULL
                 FOR UPDATE SKIP LOCKED"""
         ).columns(data=JSONB)
-        self._fired = text(
+        self.fired = text(
             f"UPDATE {s}.timers SET fired_at = :now WHERE stream_id = :stream_id "
             "AND key = :key AND timer_id = :timer_id"
         )
-        self._failed = text(
+        self.failed = text(
             f"""UPDATE {s}.timers SET attempts = attempts + 1, last_error = :error,
                     due_at = CAST(:now AS timestamptz)
                         + make_interval(secs => :delay * power(2, attempts)),
@@ -107,7 +107,7 @@ class TimerBook:
                 WHERE stream_id = :stream_id AND key = :key AND timer_id = :timer_id
                 RETURNING parked_at IS NOT NULL AS parked"""
         )
-        self._next_due = text(
+        self.next_due = text(
             f"SELECT min(due_at) FROM {s}.timers WHERE fired_at IS NULL AND parked_at IS NULL"
         )
         self.parked = text(
@@ -211,7 +211,7 @@ class Scheduler:
                 recount_at = time.monotonic() + PARKED_RECOUNT_SECONDS
             if await self.fire_due() == self.batch_size:
                 continue
-            next_due = (await conn.execute(self.book._next_due)).scalar()
+            next_due = (await conn.execute(self.book.next_due)).scalar()
             await conn.commit()
             wait = self.runtime.settings.timer_poll_interval
             if next_due is not None:
@@ -230,7 +230,7 @@ class Scheduler:
         """Fire every timer due by the clock (up to a batch); returns how many fired."""
         now = self.runtime.clock.now()
         async with self.runtime.engine.connect() as conn:
-            due = (await conn.execute(self.book._due, {"now": now, "limit": self.batch_size})).all()
+            due = (await conn.execute(self.book.due, {"now": now, "limit": self.batch_size})).all()
         fired = 0
         for row in due:
             if await self._fire(row.stream_id, row.key, row.timer_id, row.correlation_id):
@@ -246,7 +246,7 @@ class Scheduler:
 
         async def work(tx: commands.Transaction) -> bool:
             nonlocal found
-            row = (await tx.conn.execute(self.book._claim, ids)).first()
+            row = (await tx.conn.execute(self.book.claim, ids)).first()
             if row is None:
                 return False  # fired, moved, cancelled or being fired elsewhere
             found = DueTimer(
@@ -266,7 +266,7 @@ class Scheduler:
                 await handler.fire(tx, found)
             except Rejected as refusal:
                 log.info("timer %s/%s had nothing to do: %s", stream_id, key, refusal.detail)
-            await tx.conn.execute(self.book._fired, {**ids, "now": runtime.clock.now()})
+            await tx.conn.execute(self.book.fired, {**ids, "now": runtime.clock.now()})
             return True
 
         # Caused by the timer, in the correlation of the command that scheduled it.
@@ -290,7 +290,7 @@ class Scheduler:
         async with self.runtime.engine.begin() as conn:
             row = (
                 await conn.execute(
-                    self.book._failed,
+                    self.book.failed,
                     {
                         **ids,
                         "error": f"{type(error).__name__}: {error}"[:2000],
