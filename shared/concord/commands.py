@@ -115,7 +115,8 @@ class Transaction:
         self.writes.append(write)
         return write
 
-    async def _committed(self) -> None:
+    async def committed(self) -> None:
+        """After the commit: the cache learns the new states, the workers are woken."""
         appended = 0
         for write in self.writes:
             self.runtime.aggregates.put(write.stream_id, write.version, write.state)
@@ -207,7 +208,7 @@ async def transaction(
             if attempt == RETRIES - 1:
                 raise conflict("It is being changed by someone else: retry") from None
             continue
-        await tx._committed()
+        await tx.committed()
         return result
     raise AssertionError("unreachable")
 
