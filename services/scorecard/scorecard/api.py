@@ -621,23 +621,31 @@ class Board(BaseModel):
         return [(p.org_id, p.name) for p in self.alliance.partners]
 
 
-async def _open_board(
-    runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, min_version: int
-) -> Board:
-    """The alliance and its scorecard, or 404. Waits only for a caller that asks to read its
-    own write (`min_version`), and never holds a pooled connection while it waits."""
-    alliance = await known_alliance(runtime, alliance_id, caller)
+NO_BOARD = "This alliance has no scorecard yet (or it has not caught up: retry)"
+
+
+async def _board_row(runtime: ServiceRuntime, alliance_id: UUID, min_version: int) -> Any:
+    """The scorecard's row, or None. Waits only for a caller that asks to read its own
+    write (`min_version`), and never holds a pooled connection while it waits."""
     params = {"id": alliance_id, "min_version": min_version}
 
     async def lookup() -> Any:
         async with runtime.engine.connect() as conn:
             return (await conn.execute(_board, params)).first()
 
-    row = await (
-        runtime.read_your_writes(lookup, projection="scorecard_board") if min_version else lookup()
-    )
+    if min_version:
+        return await runtime.read_your_writes(lookup, projection="scorecard_board")
+    return await lookup()
+
+
+async def _open_board(
+    runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, min_version: int
+) -> Board:
+    """The alliance and its scorecard, or 404."""
+    alliance = await known_alliance(runtime, alliance_id, caller)
+    row = await _board_row(runtime, alliance_id, min_version)
     if row is None:
-        raise NotFound("This alliance has no scorecard yet (or it has not caught up: retry)")
+        raise NotFound(NO_BOARD)
     return _board_of(alliance, row)
 
 
@@ -669,12 +677,15 @@ async def _page(
     # Up to the end of the quarter: a quarterly KPI in a month's view shows that quarter.
     through = periods.order(periods.as_seen_in(view_period, periods.Cadence.quarter))
     params = {"id": alliance_id, "org": caller.org, "through": through}
-    board = await _open_board(runtime, alliance_id, caller, min_version)
+    alliance = await known_alliance(runtime, alliance_id, caller)
+    if min_version and await _board_row(runtime, alliance_id, min_version) is None:
+        raise NotFound(NO_BOARD)
     # One snapshot for the whole page, so the version it shows is the version of every row.
     async with runtime.snapshot() as conn:
-        board = _board_of(
-            board.alliance, (await conn.execute(_board, {**params, "min_version": 0})).one()
-        )
+        row = (await conn.execute(_board, {**params, "min_version": 0})).first()
+        if row is None:
+            raise NotFound(NO_BOARD)
+        board = _board_of(alliance, row)
         kpi_rows = (await conn.execute(_kpis, params)).all()
         number_rows = (await conn.execute(_numbers_of_kpis, params)).all()
         initiative_rows = (await conn.execute(_initiatives, params)).all()
