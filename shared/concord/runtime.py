@@ -125,12 +125,12 @@ class ServiceRuntime:
         """Migrate the service's schema to head (replicas starting together queue for it)."""
         return await migrate(self.engine, self.schema, self.migrations)
 
-    async def start(self, *, workers: bool | None = None) -> None:
-        """Install the schema and connect; run the workers too unless told otherwise (an API
-        replica in production leaves them to `concord worker`)."""
+    async def start(self) -> None:
+        """Install the schema and connect; run the workers too unless settings say not to
+        (an API replica in production leaves them to `concord worker`)."""
         await self.install()
         self._tasks = [asyncio.create_task(self.bus.connect(), name=f"{self.service}-bus")]
-        if self.settings.run_workers if workers is None else workers:
+        if self.settings.run_workers:
             await self.count_parked()
             self._tasks += [
                 asyncio.create_task(self.relay.run(), name=f"{self.service}-relay"),
