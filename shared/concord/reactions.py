@@ -62,11 +62,16 @@ class ReactionBook:
             f"""SELECT last_sequence FROM {s}.reaction_checkpoints WHERE reaction = :reaction
                 FOR UPDATE"""
         )
-        self.advance = text(
-            f"""INSERT INTO {s}.reaction_checkpoints (reaction, last_sequence)
+        advance = f"""INSERT INTO {s}.reaction_checkpoints (reaction, last_sequence)
                 VALUES (:reaction, :sequence) ON CONFLICT (reaction) DO UPDATE
                 SET last_sequence = greatest(reaction_checkpoints.last_sequence,
                                              excluded.last_sequence), updated_at = now()"""
+        self.advance = text(advance)
+        # Handled: past it, and any failed attempts at it forgotten, in one round trip.
+        self.handled = text(
+            f"""WITH forgotten AS (DELETE FROM {s}.reaction_failures
+                    WHERE reaction = :reaction AND sequence = :sequence)
+                {advance}"""
         )
         self.failed = text(
             f"""INSERT INTO {s}.reaction_failures
@@ -194,8 +199,7 @@ class ReactionRunner:
             if sequence <= await self._checkpoint(tx.conn):
                 return False  # redelivered: already handled
             await self.reaction.handle(tx, recorded)
-            await tx.conn.execute(self.book.advance, params)
-            await tx.conn.execute(self.book.forget, params)
+            await tx.conn.execute(self.book.handled, params)
             return True
 
         context = commands.CommandContext.of_event(self.actor, envelope, self.runtime.clock)
