@@ -49,7 +49,6 @@ class DueTimer:
     alliance_id: str | None
     data: dict[str, Any]
     due: datetime
-    correlation_id: str | None
 
 
 @dataclass(frozen=True)
@@ -88,8 +87,7 @@ class TimerBook:
                 ORDER BY due_at LIMIT :limit"""
         )
         self.claim = text(
-            f"""SELECT timer_id, stream_id, key, name, alliance_id, data, due_at, correlation_id
-                FROM {s}.timers
+            f"""SELECT timer_id, stream_id, key, name, alliance_id, data, due_at FROM {s}.timers
                 WHERE stream_id = :stream_id AND key = :key AND timer_id = :timer_id
                   AND fired_at IS NULL AND parked_at IS NULL
                 FOR UPDATE SKIP LOCKED"""
@@ -233,15 +231,15 @@ class Scheduler:
             due = (await conn.execute(self.book.due, {"now": now, "limit": self.batch_size})).all()
         fired = 0
         for row in due:
-            if await self._fire(row.stream_id, row.key, row.timer_id, row.correlation_id):
+            if await self._fire(row):
                 fired += 1
         return fired
 
-    async def _fire(
-        self, stream_id: str, key: str, timer_id: uuid.UUID, correlation_id: str | None
-    ) -> bool:
+    async def _fire(self, due: Any) -> bool:
+        """Fire one timer that was due (a row of `TimerBook.due`), unless it has since fired,
+        moved or been cancelled, or another scheduler holds it."""
         runtime = self.runtime
-        ids = {"stream_id": stream_id, "key": key, "timer_id": timer_id}
+        ids = {"stream_id": due.stream_id, "key": due.key, "timer_id": due.timer_id}
         found: DueTimer | None = None
 
         async def work(tx: commands.Transaction) -> bool:
@@ -257,7 +255,6 @@ class Scheduler:
                 row.alliance_id,
                 row.data,
                 row.due_at,
-                row.correlation_id,
             )
             handler = self.timers.get(found.name)
             if handler is None:
@@ -265,15 +262,17 @@ class Scheduler:
             try:
                 await handler.fire(tx, found)
             except Rejected as refusal:
-                log.info("timer %s/%s had nothing to do: %s", stream_id, key, refusal.detail)
+                log.info(
+                    "timer %s/%s had nothing to do: %s", due.stream_id, due.key, refusal.detail
+                )
             await tx.conn.execute(self.book.fired, {**ids, "now": runtime.clock.now()})
             return True
 
         # Caused by the timer, in the correlation of the command that scheduled it.
         context = commands.CommandContext(
             actor=Actor.system(f"{runtime.service}/timer"),
-            correlation_id=correlation_id or str(timer_id),
-            causation_id=str(timer_id),
+            correlation_id=due.correlation_id or str(due.timer_id),
+            causation_id=str(due.timer_id),
             clock=runtime.clock,
         )
         try:
