@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -133,6 +134,16 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+def process_env(database_url: str, nats_url: str) -> dict[str, str]:
+    """The environment a service process (uvicorn, `concord ...`) reads this test's stack from."""
+    return {
+        **os.environ,
+        "CONCORD_DATABASE_URL": database_url,
+        "CONCORD_NATS_URL": nats_url,
+        "CONCORD_JWT_SECRET": JWT_SECRET,
+    }
 
 
 async def until_ready(client: httpx.AsyncClient, timeout: float = 30.0) -> None:

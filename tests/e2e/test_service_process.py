@@ -4,7 +4,6 @@ stopped with SIGTERM (as Kubernetes does) without losing what it accepted."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -14,19 +13,14 @@ import nats
 
 from concord.bus import stream_name
 from concord.devstack import free_port
-from tests.conftest import JWT_SECRET, auth, charter, until_ready
+from tests.conftest import auth, charter, process_env, until_ready
 
 
 async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_event(
     database_url: str, nats_url: str
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "CONCORD_DATABASE_URL": database_url,
-        "CONCORD_NATS_URL": nats_url,
-        "CONCORD_JWT_SECRET": JWT_SECRET,
-    }
+    env = process_env(database_url, nats_url)
     server = subprocess.Popen(
         [
             sys.executable,

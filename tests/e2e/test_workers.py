@@ -5,7 +5,6 @@ embedded default, everything in the API process, is what every other test runs.)
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,14 @@ from governance.app import SERVICE as GOVERNANCE
 from governance.settings import GovernanceSettings
 from scorecard.app import SERVICE as SCORECARD
 from scorecard.settings import ScorecardSettings
-from tests.conftest import BEFORE_THE_PERIODS, JWT_SECRET, auth, charter, serve, until_ready
+from tests.conftest import (
+    BEFORE_THE_PERIODS,
+    auth,
+    charter,
+    process_env,
+    serve,
+    until_ready,
+)
 from tests.integration.meters import eventually
 from tests.integration.scorecard.conftest import known_to
 
@@ -99,12 +105,7 @@ async def test_concord_worker_runs_as_a_process_and_stops_on_sigterm(
     database_url: str, nats_url: str
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "CONCORD_DATABASE_URL": database_url,
-        "CONCORD_NATS_URL": nats_url,
-        "CONCORD_JWT_SECRET": JWT_SECRET,
-    }
+    env = process_env(database_url, nats_url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "concord.cli", "worker", "scorecard", "--port", str(port)],
         env=env,

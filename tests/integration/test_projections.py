@@ -4,7 +4,6 @@ gives the same read model, byte for byte."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,7 +19,7 @@ from concord.bus import stream_name
 from concord.runtime import ServiceRuntime
 from governance.settings import GovernanceSettings
 from scorecard.settings import ScorecardSettings
-from tests.conftest import JWT_SECRET, auth, charter, serve
+from tests.conftest import auth, charter, process_env, serve
 
 
 @pytest.fixture
@@ -148,12 +147,7 @@ async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
                 )
             ).status_code == 200
 
-        env = {
-            **os.environ,
-            "CONCORD_DATABASE_URL": database_url,
-            "CONCORD_NATS_URL": nats_url,
-            "CONCORD_JWT_SECRET": JWT_SECRET,
-        }
+        env = process_env(database_url, nats_url)
         rebuild = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
