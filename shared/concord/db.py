@@ -25,11 +25,32 @@ class LeadershipTaken(Exception):
     """Another process (a running replica) leads this relay or projection."""
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    idle_in_transaction_timeout: float = 60.0,
+    application_name: str | None = None,
+) -> AsyncEngine:
+    """The process's connection pool. A session it leaves idle inside a transaction is
+    ended by the server after `idle_in_transaction_timeout` seconds (0: the server's own
+    setting), because while it holds an xid no relay on the cluster can move past it."""
     # No pre-ping: it costs two round trips per checkout. After PostgreSQL restarts, the
     # first request to meet a dead connection fails (503) and SQLAlchemy then drops the
     # whole pool, so the next ones reconnect.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=600)
+    server_settings = {}
+    if idle_in_transaction_timeout > 0:
+        milliseconds = max(1, round(idle_in_transaction_timeout * 1000))
+        server_settings["idle_in_transaction_session_timeout"] = str(milliseconds)
+    if application_name:  # names the service in pg_stat_activity, and in held-back warnings
+        server_settings["application_name"] = application_name
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=600,
+        connect_args={"server_settings": server_settings},
+    )
 
 
 def checked_schema(schema: str) -> str:

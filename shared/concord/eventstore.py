@@ -47,6 +47,57 @@ class RecordedEvent:
     event: CloudEvent
 
 
+@dataclass(frozen=True)
+class OpenTransaction:
+    """The transaction the commit-safe watermark waits for: the oldest one still open in the
+    cluster, in any database. pg_locks names it to any role; what it is doing (state, age) is
+    shown for another role's session only with pg_read_all_stats, else those are None."""
+
+    xid: str
+    pid: int | None
+    application: str | None
+    user: str | None
+    state: str | None
+    seconds: float | None
+    prepared_as: str | None  # the gid, for a prepared (two-phase) transaction
+
+    def __str__(self) -> str:
+        if self.prepared_as is not None:
+            who = [f"prepared as {self.prepared_as!r}"]
+        else:
+            who = [f"pid {self.pid}", f"application {self.application or '?'}"]
+            who += [f"user {self.user or '?'}", self.state or "state not visible to this role"]
+        if self.seconds is not None:
+            who.append(f"open {self.seconds:.0f} s")
+        return f"transaction {self.xid} ({', '.join(who)})"
+
+
+_OLDEST_OPEN = text(
+    """WITH watermark AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+       SELECT w.xmin::text AS xid, l.pid, a.application_name, a.usename, a.state, p.gid,
+              extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, p.prepared))::float8
+                AS seconds
+       FROM watermark w
+       JOIN pg_locks l ON l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock'
+            AND l.granted AND l.transactionid = w.xmin::xid
+       LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+       LEFT JOIN pg_prepared_xacts p ON p.transaction = l.transactionid
+       LIMIT 1"""
+)
+
+
+async def oldest_open_transaction(conn: AsyncConnection) -> OpenTransaction | None:
+    """Who holds the watermark back now (None: nobody, it has just ended). Reads pg_locks,
+    which briefly locks the whole lock table: for the occasional look, not for every poll."""
+    row = (await conn.execute(_OLDEST_OPEN)).first()
+    await conn.commit()
+    if row is None:
+        return None
+    return OpenTransaction(
+        row.xid, row.pid, row.application_name, row.usename, row.state, row.seconds, row.gid
+    )
+
+
 class EventStore:
     def __init__(self, schema: str) -> None:
         s = checked_schema(schema)

@@ -25,6 +25,11 @@ RELAY_PUBLISHED = Counter("concord_relay_published_total", "Events published to 
 RELAY_LAG = Gauge(
     "concord_relay_lag_seconds", "Age of the newest event the relay published", ["service"]
 )
+RELAY_HELD_BACK = Gauge(
+    "concord_relay_held_back_seconds",
+    "How long committed events have waited for an older open transaction (0: not waiting)",
+    ["service"],
+)
 PROJECTION_APPLIED = Counter(
     "concord_projection_events_total", "Events applied by a projection", ["service", "projection"]
 )

@@ -5,6 +5,10 @@ Events are the outbox: the command's transaction commits them once, and the rela
 back with `EventStore.read_committed`. The order of work is publish, wait for every ack, then
 record the checkpoint. A crash before the checkpoint is saved republishes the batch on restart,
 and JetStream drops the repeats by `Nats-Msg-Id`, so downstream sees each event exactly once.
+
+Events committed after a transaction that is still open wait for it (the watermark is the
+oldest open transaction in the cluster). While they wait the relay looks again with a
+doubling delay, woken at once by the next commit, and says how long and for whom it waits.
 """
 
 from __future__ import annotations
@@ -19,10 +23,56 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from concord.bus import Bus
 from concord.db import keep_leading, notify_channel, woken_by_notify
-from concord.eventstore import Checkpoint, EventStore, RecordedEvent
-from concord.observability import RELAY_LAG, RELAY_PUBLISHED
+from concord.eventstore import Checkpoint, EventStore, RecordedEvent, oldest_open_transaction
+from concord.observability import RELAY_HELD_BACK, RELAY_LAG, RELAY_PUBLISHED
 
 log = logging.getLogger(__name__)
+# The first look again comes soon: usually the older transaction is a command about to commit.
+FIRST_LOOK_AGAIN = 0.002
+HELD_BACK_WARNING_EVERY = 60.0
+
+
+class HeldBack:
+    """How long the relay has waited for an older open transaction: a gauge, and a warning
+    naming that transaction once the wait passes `warn_after` seconds, then once a minute."""
+
+    def __init__(self, service: str, name: str, warn_after: float) -> None:
+        self.service = service
+        self.name = name
+        self.warn_after = warn_after
+        self.since: float | None = None
+        self._warn_at = 0.0
+        self._warned = False
+        self.reset()
+
+    async def still(self, conn: AsyncConnection) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since, self._warn_at = now, now + self.warn_after
+        held = now - self.since
+        RELAY_HELD_BACK.labels(self.service).set(held)
+        if now < self._warn_at:
+            return
+        self._warn_at = now + max(HELD_BACK_WARNING_EVERY, self.warn_after)
+        blocker = await oldest_open_transaction(conn)
+        if blocker is not None:  # else it has just ended, and the next look publishes
+            self._warned = True
+            log.warning(
+                "%s held back %.0f s by %s; events committed after it wait until it ends",
+                self.name,
+                held,
+                blocker,
+            )
+
+    def over(self) -> None:
+        if self.since is not None and self._warned:
+            held = time.monotonic() - self.since
+            log.info("%s no longer held back, after %.0f s", self.name, held)
+        self.reset()
+
+    def reset(self) -> None:
+        self.since, self._warned = None, False
+        RELAY_HELD_BACK.labels(self.service).set(0)
 
 
 class Relay:
@@ -35,6 +85,7 @@ class Relay:
         service: str,
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        held_back_warning_after: float = 10.0,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -50,6 +101,7 @@ class Relay:
         self._passes = 0
         self._quiet_after = 0
         self._quiet = asyncio.Condition()
+        self.held_back = HeldBack(service, f"relay:{store.schema}", held_back_warning_after)
         self._load_checkpoint = text(
             f"SELECT transaction_id, position FROM {s}.relay_checkpoint WHERE singleton"
         )
@@ -96,9 +148,11 @@ class Relay:
                 await self._publish_while_leading(conn)
             finally:
                 self.is_leading = False
+                self.held_back.reset()  # another replica may lead now, and says its own
 
     async def _publish_while_leading(self, conn: AsyncConnection) -> None:
         checkpoint = await self.checkpoint(conn)
+        look_again = FIRST_LOOK_AGAIN
         while not self._stop.is_set():
             self._wake.clear()
             self._passes += 1
@@ -107,15 +161,19 @@ class Relay:
             if published == self.batch_size:
                 continue
             if published == 0 and await self._held_back(conn, checkpoint):
-                # A later transaction committed but an older one is still open:
-                # look again shortly rather than waiting for the next NOTIFY.
-                await asyncio.sleep(0.002)
-                continue
-            async with self._quiet:
-                self._quiet_after = this_pass
-                self._quiet.notify_all()
+                # A later transaction committed but an older one is still open. It may be
+                # left open for minutes: look again less and less often, up to the poll
+                # interval, unless a commit (perhaps its own) wakes us first.
+                await self.held_back.still(conn)
+                wait, look_again = look_again, min(look_again * 2, self.poll_interval)
+            else:
+                self.held_back.over()
+                wait, look_again = self.poll_interval, FIRST_LOOK_AGAIN
+                async with self._quiet:
+                    self._quiet_after = this_pass
+                    self._quiet.notify_all()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def checkpoint(self, conn: AsyncConnection) -> Checkpoint:
         row = (await conn.execute(self._load_checkpoint)).first()

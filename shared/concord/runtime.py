@@ -80,7 +80,12 @@ class ServiceRuntime:
         self.service = settings.service
         self.schema = settings.service
         self.registry = registry or EventRegistry(self.service)
-        self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        self.engine = create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            idle_in_transaction_timeout=settings.database_idle_in_transaction_timeout,
+            application_name=f"concord-{self.service}",
+        )
         self.bus = Bus(
             settings.nats_url,
             replicas=settings.nats_replicas,
@@ -95,6 +100,7 @@ class ServiceRuntime:
             service=self.service,
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
+            held_back_warning_after=settings.relay_held_back_warning_after,
         )
         # Every service knows the alliances and their partners, the same way.
         self.alliances = Alliances(self.schema)

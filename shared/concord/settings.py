@@ -51,6 +51,13 @@ class ServiceSettings(BaseSettings):
     # default), or only in `concord worker <service>` (production: API replicas set false).
     run_workers: bool = True
 
+    # Long transactions (ADR 0001): the relays of every service on the cluster wait for the
+    # oldest open transaction. The server ends a session of this service left idle inside a
+    # transaction this long (seconds; 0 leaves the server's or role's setting alone).
+    database_idle_in_transaction_timeout: float = 60.0
+    # A relay held back this long (seconds) by an open transaction names it in a warning.
+    relay_held_back_warning_after: float = 10.0
+
     @model_validator(mode="after")
     def _tokens_can_be_verified(self) -> ServiceSettings:
         if not self.jwt_jwks_url and not self.jwt_secret:
