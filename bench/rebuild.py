@@ -3,8 +3,8 @@
 Setup (not timed): N `AllianceCreated` events appended to governance's event store with
 `EventStore.append` and published to governance's JetStream stream by the outbox `Relay`.
 
-Kernel: `ProjectionRunner.rebuild(progress=False)` (truncate + replay the stream + checkpoint,
-one transaction), timed around the whole call.
+Kernel: `ProjectionRunner.rebuild(progress=False)` (truncate + replay the stream, each batch of
+1000 committed with its checkpoint), timed around the whole call.
 Baseline: the same N rows, already in memory, inserted by asyncpg `executemany` into a table
 of the same shape, in one transaction after a TRUNCATE.
 Ladder: steps between the two, to show where the kernel's time goes.

@@ -73,6 +73,13 @@ def rebuild(args: argparse.Namespace) -> int:
         except LeadershipTaken:
             print(f"{args.projection} did not pause within {args.wait}s; is a replica stuck?")
             return 1
+        except Exception as error:  # its batches so far stand, with a true checkpoint
+            print(
+                f"rebuild of {args.projection} stopped: {error!r}. Its read model holds the "
+                "events up to the last batch committed; the live projection carries on from "
+                "there, or run the rebuild again to start over."
+            )
+            return 1
         print(
             f"rebuilt {report.projection}: {report.events} events in {report.seconds:.2f}s "
             f"({report.events_per_second:,.0f} events/s)"

@@ -15,24 +15,22 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import Executable, Result, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tqdm import tqdm
 
-from concord.bus import Bus, stream_name
-from concord.db import checked_schema, keep_leading, leadership
+from concord.bus import Bus
+from concord.db import checked_schema, keep_leading
 from concord.events import CloudEvent, EventRegistry, Recorded
 from concord.observability import PROJECTION_APPLIED, PROJECTION_LAG, PROJECTION_PENDING
 
+if TYPE_CHECKING:
+    from concord.rebuild import RebuildReport
+
 log = logging.getLogger(__name__)
-REPLAY_BATCH = 1000
 
 
 class ReadModel:
@@ -90,17 +88,6 @@ class Projection(ABC):
         return None
 
 
-@dataclass(frozen=True)
-class RebuildReport:
-    projection: str
-    events: int
-    seconds: float
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events / self.seconds if self.seconds else float("inf")
-
-
 class ProjectionRunner:
     def __init__(
         self,
@@ -111,6 +98,7 @@ class ProjectionRunner:
         service: str,
         schema: str,
         batch_size: int = 256,
+        rebuild_batch_size: int = 1000,
     ) -> None:
         self.engine = engine
         self.bus = bus
@@ -118,6 +106,7 @@ class ProjectionRunner:
         self.service = service
         self.schema = checked_schema(schema)
         self.batch_size = batch_size
+        self.rebuild_batch_size = rebuild_batch_size
         self.durable = f"{service}__{projection.name}"
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
@@ -265,82 +254,8 @@ class ProjectionRunner:
         return bool(paused)
 
     async def rebuild(self, *, progress: bool = True, wait: float | None = None) -> RebuildReport:
-        """Empty the read model and replay the source stream into it, in one transaction:
-        readers wait on the emptied tables rather than see a half-built model.
+        """Empty the read model and replay the source stream into it, batch by batch
+        (`concord.rebuild`)."""
+        from concord.rebuild import rebuild
 
-        A live leader of this projection (any replica) sees the pause within a second and
-        lets go; once the rebuild leads, the pause is lifted and the live runner queues for
-        leadership, resuming from the new checkpoint when the rebuild is done (or dies).
-        """
-        seconds = 60.0 if wait is None else wait
-        async with self.engine.begin() as conn:
-            await conn.execute(self._set_paused, {"p": self.projection.name, "seconds": seconds})
-        try:
-            async with leadership(self.engine, self.lock_name, retry_every=0.2, wait=wait) as conn:
-                await self._unpause()
-                return await self._rebuild(conn, progress)
-        finally:
-            await self._unpause()
-
-    async def _unpause(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(self._unset_paused, {"p": self.projection.name})
-
-    async def _rebuild(self, conn: AsyncConnection, progress: bool) -> RebuildReport:
-        js = self.bus.js
-        stream = stream_name(self.projection.source)
-        await self.bus.ensure_stream(self.projection.source)
-        replay = await js.pull_subscribe(
-            "",
-            stream=stream,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.NONE,
-                filter_subjects=list(self.projection.subjects),
-                inactive_threshold=60,
-            ),
-        )
-        started = time.perf_counter()
-        count = 0
-        checkpoint = 0
-        pending = (await replay.consumer_info()).num_pending
-        bar = tqdm(
-            desc=f"rebuild {self.projection.name}", total=pending, unit="ev", disable=not progress
-        )
-        try:
-            async with conn.begin():
-                await self._locked_checkpoint(conn)
-                for table in self.projection.tables:
-                    await conn.execute(text(f"TRUNCATE {table}"))
-                model = ReadModel(conn)
-                # Fetch the next batch from NATS while this one is written to PostgreSQL.
-                fetching = asyncio.ensure_future(replay.fetch(REPLAY_BATCH, timeout=5))
-                while pending:
-                    try:
-                        msgs = await fetching
-                    except TimeoutError:
-                        msgs = []  # slow, not finished: num_pending says what is left
-                    pending = msgs[-1].metadata.num_pending if msgs else pending
-                    if pending:
-                        fetching = asyncio.ensure_future(replay.fetch(REPLAY_BATCH, timeout=5))
-                    for msg in msgs:
-                        if await self._apply(model, msg) is not None:
-                            count += 1
-                        checkpoint = msg.metadata.sequence.stream
-                    await model.flush()
-                    bar.total = bar.n + len(msgs) + pending
-                    bar.update(len(msgs))
-                if not fetching.done():
-                    fetching.cancel()
-                await conn.execute(
-                    self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint}
-                )
-        finally:
-            bar.close()
-            with contextlib.suppress(Exception):
-                await replay.unsubscribe()
-        # The durable consumer may be past the new checkpoint; the next run re-creates it.
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(stream, self.durable)
-        self._announce()
-        return RebuildReport(self.projection.name, count, time.perf_counter() - started)
+        return await rebuild(self, progress=progress, wait=wait)

@@ -115,6 +115,7 @@ class ServiceRuntime:
                 service=self.service,
                 schema=self.schema,
                 batch_size=settings.projection_batch_size,
+                rebuild_batch_size=settings.projection_rebuild_batch_size,
             )
             for p in projections
         }

@@ -57,6 +57,8 @@ class ServiceSettings(BaseSettings):
     database_idle_in_transaction_timeout: float = 60.0
     # A relay held back this long (seconds) by an open transaction names it in a warning.
     relay_held_back_warning_after: float = 10.0
+    # Events a rebuild applies per transaction: each commit lets the relays move on.
+    projection_rebuild_batch_size: int = 1000
 
     @model_validator(mode="after")
     def _tokens_can_be_verified(self) -> ServiceSettings:
