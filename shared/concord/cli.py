@@ -36,15 +36,9 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embedded_default() -> None:
-    """Without CONCORD_DATABASE_URL, commands act on `make run`'s embedded stack."""
-    if "CONCORD_DATABASE_URL" not in os.environ:
-        os.environ.setdefault("CONCORD_JWT_SECRET", embedded.dev_secret())
-
-
 def _on_runtime(name: str, work: Callable[[ServiceRuntime], Awaitable[int]]) -> int:
     """Run `work` on a service's runtime (no workers, no HTTP), then let go of everything."""
-    _embedded_default()
+    embedded.use_embedded_stack()
     runtime = service(name).runtime()
 
     async def go() -> int:
@@ -127,7 +121,7 @@ def worker(args: argparse.Namespace) -> int:
     health, metrics and the operator's routes: production's worker Deployment."""
     import uvicorn
 
-    _embedded_default()
+    embedded.use_embedded_stack()
     app = service(args.service).worker_app()
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, timeout_graceful_shutdown=20)
     return 0

@@ -65,7 +65,7 @@ class Service:
     def app(self, settings: ServiceSettings | None = None, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
         """The service's HTTP API (with its workers too, unless settings say otherwise)."""
         settings = settings or self.settings()
-        configure_logging(settings.service, settings.log_level)
+        configure_logging(settings.service, settings.log_level, settings.log_format)
         return create_service_app(
             self.runtime(settings, clock),
             title=self.title,
@@ -79,7 +79,7 @@ class Service:
         """The service's workers alone (relay, projections, reactions, timers), answering
         only health, metrics and the operator's routes: `concord worker <service>`."""
         settings = (settings or self.settings()).model_copy(update={"run_workers": True})
-        configure_logging(settings.service, settings.log_level)
+        configure_logging(settings.service, settings.log_level, settings.log_format)
         return create_service_app(
             self.runtime(settings, clock),
             title=f"{self.title} (worker)",

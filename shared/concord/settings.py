@@ -3,7 +3,7 @@ subclasses this with its own name. The README's table lists every variable."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +50,14 @@ class ServiceSettings(BaseSettings):
     # The relay, projections, reactions and timers run in this process (the embedded
     # default), or only in `concord worker <service>` (production: API replicas set false).
     run_workers: bool = True
+
+    # --- secrets at rest, and logs a person reads (`make run`) ---
+    # Fernet keys, comma-separated: the first seals, every one opens (rotation: put a new
+    # key first). No default: a service that keeps secrets refuses to start without them;
+    # `make run` makes one per checkout (`.concord/secrets-keys`).
+    secrets_keys: str | None = None
+    # JSON lines for machines (the default); `human` for a terminal (`make run` sets it).
+    log_format: Literal["json", "human"] = "json"
 
     @model_validator(mode="after")
     def _tokens_can_be_verified(self) -> ServiceSettings:
