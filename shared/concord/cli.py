@@ -8,6 +8,7 @@ rebuild projections and migrate schemas.
     concord worker scorecard         a service's relay, projections, reactions and timers alone
     concord parked scorecard         reaction events and timers parked after failing
     concord retry scorecard reaction partner_joins_balance 42  |  ... timer <timer-id>
+    concord reseal scorecard         its stored secrets sealed again under the first key
     concord manifests [--check]      deploy/k8s rendered from the service declarations
 """
 
@@ -116,6 +117,22 @@ def retry(args: argparse.Namespace) -> int:
     return _on_runtime(args.service, work)
 
 
+def reseal(args: argparse.Namespace) -> int:
+    """After a new key was put first in CONCORD_SECRETS_KEYS: every stored secret sealed
+    again under it, so the older keys can be dropped."""
+
+    async def work(runtime: ServiceRuntime) -> int:
+        from concord.secrets import reseal as seal_again
+
+        await runtime.install()
+        async with runtime.engine.begin() as conn:
+            count = await seal_again(conn, runtime.schema, runtime.sealed, runtime.secrets)
+        print(f"{args.service}: {count} secret(s) sealed again under the first key")
+        return 0
+
+    return _on_runtime(args.service, work)
+
+
 def worker(args: argparse.Namespace) -> int:
     """The service's relay, projections, reactions and timers in a process of their own, with
     health, metrics and the operator's routes: production's worker Deployment."""
@@ -195,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         "timer_id", type=UUID
     )
     y.set_defaults(fn=retry)
+    s = commands.add_parser("reseal", help="seal a service's stored secrets under the first key")
+    s.add_argument("service", choices=names)
+    s.set_defaults(fn=reseal)
     k = commands.add_parser("manifests", help="render deploy/k8s from the service declarations")
     k.add_argument("folder", nargs="?", type=Path, default=Path("deploy/k8s"))
     k.add_argument("--check", action="store_true", help="exit 1 if a file is not as rendered")

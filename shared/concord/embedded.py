@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from concord import secrets as sealing
 from concord.devstack import EmbeddedNats, EmbeddedPostgres, kept_secret
 from concord.service import services
 
@@ -34,6 +35,11 @@ SUGGESTED_OFFSETS = range(100, 1001, 100)
 def dev_secret() -> str:
     """The HS256 secret shared by `make run` and `make token`, made once per checkout."""
     return kept_secret(HOME / "jwt-secret", lambda: secrets.token_urlsafe(48))
+
+
+def dev_secrets_keys() -> str:
+    """The Fernet key that seals secrets at rest on `make run`, made once per checkout."""
+    return kept_secret(HOME / "secrets-keys", sealing.new_key)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ def stack_environment(at: Ports) -> dict[str, str]:
         "CONCORD_DATABASE_URL": embedded_postgres(at).url(DATABASE),
         "CONCORD_NATS_URL": embedded_nats(at).url,
         "CONCORD_JWT_SECRET": dev_secret(),
+        sealing.SETTING: dev_secrets_keys(),
     }
 
 

@@ -22,6 +22,7 @@ from concord.observability import configure_logging
 from concord.projections import Projection
 from concord.reactions import Reaction
 from concord.runtime import ServiceRuntime
+from concord.secrets import SealedColumn
 from concord.settings import ServiceSettings
 from concord.timers import Timer
 
@@ -43,6 +44,8 @@ class Service:
     projections: Callable[[], Sequence[Projection]] = tuple
     reactions: Sequence[Reaction] = ()
     timers: Sequence[Timer] = ()
+    # Columns of its tables that hold sealed secrets: it then needs CONCORD_SECRETS_KEYS.
+    sealed: Sequence[SealedColumn] = ()
 
     @property
     def factory(self) -> str:
@@ -59,6 +62,7 @@ class Service:
             reactions=self.reactions,
             timers=self.timers,
             migrations=self.migrations,
+            sealed=self.sealed,
             clock=clock,
         )
 

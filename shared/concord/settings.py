@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,7 +55,7 @@ class ServiceSettings(BaseSettings):
     # Fernet keys, comma-separated: the first seals, every one opens (rotation: put a new
     # key first). No default: a service that keeps secrets refuses to start without them;
     # `make run` makes one per checkout (`.concord/secrets-keys`).
-    secrets_keys: str | None = None
+    secrets_keys: SecretStr | None = None
     # JSON lines for machines (the default); `human` for a terminal (`make run` sets it).
     log_format: Literal["json", "human"] = "json"
 
