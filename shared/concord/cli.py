@@ -10,6 +10,7 @@ rebuild projections and migrate schemas.
     concord retry scorecard reaction partner_joins_balance 42  |  ... timer <timer-id>
     concord reseal scorecard         its stored secrets sealed again under the first key
     concord manifests [--check]      deploy/k8s rendered from the service declarations
+    concord manifests --dev-secrets  the dev overlay's secrets.env, made for this clone
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ async def _migrate(names: list[str]) -> int:
 def manifests(args: argparse.Namespace) -> int:
     from concord.manifests import command  # needs PyYAML, a dev dependency
 
-    return command(args.folder, check=args.check)
+    return command(args.folder, check=args.check, dev_secrets=args.dev_secrets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     k = commands.add_parser("manifests", help="render deploy/k8s from the service declarations")
     k.add_argument("folder", nargs="?", type=Path, default=Path("deploy/k8s"))
     k.add_argument("--check", action="store_true", help="exit 1 if a file is not as rendered")
+    k.add_argument(
+        "--dev-secrets",
+        action="store_true",
+        help="make the dev overlay's git-ignored secrets.env (if missing), nothing else",
+    )
     k.set_defaults(fn=manifests)
     args = parser.parse_args(argv)
     return int(args.fn(args))
