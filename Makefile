@@ -7,7 +7,7 @@ ORG     ?= acme
 ROLES   ?= alliance_manager
 SUB     ?= dev-user
 
-.PHONY: install run test lint format bench token rebuild migrate k8s-check clean
+.PHONY: install run test lint format bench token rebuild migrate k8s-check k8s-dev-secrets clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -49,9 +49,17 @@ rebuild: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/concord migrate $(SERVICE)
 
+# The dev overlay's Secret is generated from this git-ignored file, made once per clone.
+DEV_SECRETS := deploy/k8s/overlays/dev/secrets.env
+
+$(DEV_SECRETS): | $(STAMP)
+	$(BIN)/concord manifests --dev-secrets deploy/k8s
+
+k8s-dev-secrets: $(DEV_SECRETS)
+
 # The manifests are what the service declarations render (`concord manifests` writes them),
 # then they pass the checker.
-k8s-check: $(STAMP)
+k8s-check: $(STAMP) $(DEV_SECRETS)
 	$(BIN)/concord manifests --check deploy/k8s
 	$(BIN)/python -m concord.k8s_check deploy/k8s
 

@@ -22,7 +22,7 @@ import httpx
 
 from bench.figures import Figure
 from bench.lag import charter
-from bench.stack import JWT_SECRET, Stack
+from bench.stack import JWT_SECRET, SECRETS_KEYS, Stack
 from concord.auth import mint_token
 from concord.devstack import free_port
 
@@ -52,6 +52,7 @@ def service_server(stack: Stack, log: Path, service: str, database: str) -> Iter
         "CONCORD_DATABASE_URL": stack.url(database),
         "CONCORD_NATS_URL": stack.nats.url,
         "CONCORD_JWT_SECRET": JWT_SECRET,
+        "CONCORD_SECRETS_KEYS": SECRETS_KEYS,
     }
     command = [
         sys.executable, "-m", "uvicorn", f"{service}.app:create_app", "--factory",

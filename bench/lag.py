@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
 from bench.figures import Figure, percentile, value_below
-from bench.stack import JWT_SECRET, Stack
+from bench.stack import JWT_SECRET, SECRETS_KEYS, Stack
 from concord.auth import mint_token
 from concord.projections import ProjectionRunner
 
@@ -93,6 +93,7 @@ async def _kernel(stack: Stack, commands: int, seconds: float) -> dict[str, Any]
         "database_url": stack.url(DATABASE),
         "nats_url": stack.nats.url,
         "jwt_secret": JWT_SECRET,
+        "secrets_keys": SECRETS_KEYS,
         # The request log (and the "connection lost" at stop) would go to this terminal;
         # everything else is as deployed.
         "log_level": "ERROR",

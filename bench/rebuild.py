@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT
 
 from bench.figures import Figure, ratio_at_least
-from bench.stack import JWT_SECRET, Stack
+from bench.stack import JWT_SECRET, SECRETS_KEYS, Stack
 from concord.bus import stream_name
 from concord.domain import Actor
 from concord.events import CloudEvent, EventRegistry
@@ -63,6 +63,7 @@ def _settings(cls: type[Any], stack: Stack) -> Any:
         database_url=stack.url(DATABASE),
         nats_url=stack.nats.url,
         jwt_secret=JWT_SECRET,
+        secrets_keys=SECRETS_KEYS,
         log_level="ERROR",
     )
 

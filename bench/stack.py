@@ -15,6 +15,8 @@ import nats
 from concord.devstack import PG_BIN, EmbeddedNats, EmbeddedPostgres, free_port, nats_server_binary
 
 JWT_SECRET = "bench-secret-with-enough-length-for-hs256-signing"
+# Seals the CRM credentials' secrets the CRM benchmark issues (a Fernet key).
+SECRETS_KEYS = "bxUBmzRTAgD4Hj3QOs0sxb7mC6E4dEVvDhkEq1YhXWI="
 
 
 @dataclass

@@ -26,6 +26,8 @@ from concord.devstack import EmbeddedNats, EmbeddedPostgres, free_port
 from concord.settings import ServiceSettings
 
 JWT_SECRET = "test-secret-with-enough-length-for-hs256"
+# The Fernet key that seals the services' secrets at rest in tests (the first seals).
+SECRETS_KEYS = "HOYJBrJ_vqsyfAWV3SXL8NWVJBAzEJ2Oqxl8FuYpA5g="
 # Scorecard tests run on a clock that stands before the periods they record, so no KPI's
 # actual falls overdue behind their backs; the timer tests move it on purpose.
 BEFORE_THE_PERIODS = datetime(2025, 11, 15, 9, 0, tzinfo=UTC)
@@ -105,6 +107,7 @@ def settings(database_url: str, nats_url: str) -> Callable[..., Any]:
             "database_url": database_url,
             "nats_url": nats_url,
             "jwt_secret": JWT_SECRET,
+            "secrets_keys": SECRETS_KEYS,
             "database_pool_size": 5,
             "relay_poll_interval": 0.5,
             "read_your_writes_wait": 1.0,
@@ -143,6 +146,7 @@ def process_env(database_url: str, nats_url: str) -> dict[str, str]:
         "CONCORD_DATABASE_URL": database_url,
         "CONCORD_NATS_URL": nats_url,
         "CONCORD_JWT_SECRET": JWT_SECRET,
+        "CONCORD_SECRETS_KEYS": SECRETS_KEYS,
     }
 
 

@@ -8,7 +8,9 @@ rebuild projections and migrate schemas.
     concord worker scorecard         a service's relay, projections, reactions and timers alone
     concord parked scorecard         reaction events and timers parked after failing
     concord retry scorecard reaction partner_joins_balance 42  |  ... timer <timer-id>
+    concord reseal scorecard         its stored secrets sealed again under the first key
     concord manifests [--check]      deploy/k8s rendered from the service declarations
+    concord manifests --dev-secrets  the dev overlay's secrets.env, made for this clone
 """
 
 from __future__ import annotations
@@ -36,15 +38,9 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embedded_default() -> None:
-    """Without CONCORD_DATABASE_URL, commands act on `make run`'s embedded stack."""
-    if "CONCORD_DATABASE_URL" not in os.environ:
-        os.environ.setdefault("CONCORD_JWT_SECRET", embedded.dev_secret())
-
-
 def _on_runtime(name: str, work: Callable[[ServiceRuntime], Awaitable[int]]) -> int:
     """Run `work` on a service's runtime (no workers, no HTTP), then let go of everything."""
-    _embedded_default()
+    embedded.use_embedded_stack()
     runtime = service(name).runtime()
 
     async def go() -> int:
@@ -129,12 +125,28 @@ def retry(args: argparse.Namespace) -> int:
     return _on_runtime(args.service, work)
 
 
+def reseal(args: argparse.Namespace) -> int:
+    """After a new key was put first in CONCORD_SECRETS_KEYS: every stored secret sealed
+    again under it, so the older keys can be dropped."""
+
+    async def work(runtime: ServiceRuntime) -> int:
+        from concord.secrets import reseal as seal_again
+
+        await runtime.install()
+        async with runtime.engine.begin() as conn:
+            count = await seal_again(conn, runtime.schema, runtime.sealed, runtime.secrets)
+        print(f"{args.service}: {count} secret(s) sealed again under the first key")
+        return 0
+
+    return _on_runtime(args.service, work)
+
+
 def worker(args: argparse.Namespace) -> int:
     """The service's relay, projections, reactions and timers in a process of their own, with
     health, metrics and the operator's routes: production's worker Deployment."""
     import uvicorn
 
-    _embedded_default()
+    embedded.use_embedded_stack()
     app = service(args.service).worker_app()
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, timeout_graceful_shutdown=20)
     return 0
@@ -167,7 +179,7 @@ async def _migrate(names: list[str]) -> int:
 def manifests(args: argparse.Namespace) -> int:
     from concord.manifests import command  # needs PyYAML, a dev dependency
 
-    return command(args.folder, check=args.check)
+    return command(args.folder, check=args.check, dev_secrets=args.dev_secrets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,9 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         "timer_id", type=UUID
     )
     y.set_defaults(fn=retry)
+    s = commands.add_parser("reseal", help="seal a service's stored secrets under the first key")
+    s.add_argument("service", choices=names)
+    s.set_defaults(fn=reseal)
     k = commands.add_parser("manifests", help="render deploy/k8s from the service declarations")
     k.add_argument("folder", nargs="?", type=Path, default=Path("deploy/k8s"))
     k.add_argument("--check", action="store_true", help="exit 1 if a file is not as rendered")
+    k.add_argument(
+        "--dev-secrets",
+        action="store_true",
+        help="make the dev overlay's git-ignored secrets.env (if missing), nothing else",
+    )
     k.set_defaults(fn=manifests)
     args = parser.parse_args(argv)
     return int(args.fn(args))

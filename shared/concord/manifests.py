@@ -17,7 +17,9 @@ this module.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +34,7 @@ from concord.k8s_check import (
     READINESS_PATH,
     WORKER_COMPONENT,
 )
+from concord.secrets import new_key
 from concord.service import Service, services
 
 # Marks a file as rendered: `concord manifests` deletes one whose service is gone.
@@ -74,7 +77,7 @@ PRODUCTION_HEADER = """\
 # JWKS only: replace the CONCORD_JWT_* values with its own.
 #
 # The Secret `concord-secrets` is not generated here: create it in the namespace first with
-# CONCORD_DATABASE_URL (see deploy/k8s/README.md).
+# CONCORD_DATABASE_URL and CONCORD_SECRETS_KEYS (see deploy/k8s/README.md).
 """
 PDB_HEADER = """\
 #
@@ -82,6 +85,40 @@ PDB_HEADER = """\
 # None for the workers: a budget on a single replica would block every drain, and a worker
 # away for a moment only delays its work (nothing is lost; the next one catches up).
 """
+
+
+# The dev overlay's Secret is generated from this file, made per clone and never committed.
+DEV_SECRETS = Path("overlays/dev/secrets.env")
+DEV_SECRETS_HEADER = """\
+# The dev overlay's Secret concord-secrets (kustomize secretGenerator), made for this clone
+# by `make k8s-dev-secrets` and git-ignored: never commit it. Give your dev PostgreSQL's
+# user `concord` the password in the URL; mint tokens with this CONCORD_JWT_SECRET.
+"""
+
+
+def dev_secrets() -> str:
+    """A dev cluster's secrets, new each time: the database password, the HS256 secret and
+    the key that seals secrets at rest."""
+    password = secrets.token_urlsafe(24)
+    return DEV_SECRETS_HEADER + "\n".join(
+        [
+            "CONCORD_DATABASE_URL=postgresql+asyncpg://concord:"
+            f"{password}@postgres.concord-dev.svc:5432/concord",
+            f"CONCORD_JWT_SECRET={secrets.token_urlsafe(48)}",
+            f"CONCORD_SECRETS_KEYS={new_key()}",
+            "",
+        ]
+    )
+
+
+def write_dev_secrets(root: Path) -> Path:
+    """The dev overlay's secrets file under root, made (mode 0600) unless it is there."""
+    path = root / DEV_SECRETS
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(dev_secrets())
+    return path
 
 
 def worker_name(service: Service) -> str:
@@ -336,8 +373,12 @@ def write(root: Path, rendered: dict[str, str]) -> list[str]:
     return done
 
 
-def command(root: Path, *, check: bool) -> int:
-    """`concord manifests`: write (0), or with check=True only compare (1 if any differ)."""
+def command(root: Path, *, check: bool, dev_secrets: bool = False) -> int:
+    """`concord manifests`: write (0), or with check=True only compare (1 if any differ);
+    with dev_secrets=True, only make the dev overlay's secrets file if it is missing."""
+    if dev_secrets:
+        print(f"manifests: the dev overlay's secrets are in {write_dev_secrets(root)}")
+        return 0
     rendered = render()
     if not check:
         for line in write(root, rendered) or [f"{root}: already what the declarations render"]:

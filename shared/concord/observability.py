@@ -1,4 +1,5 @@
-"""Structured JSON logs with request ids, and the Prometheus metrics the kernel exports."""
+"""Structured logs with request ids (JSON lines, or a human format for a terminal), and the
+Prometheus metrics the kernel exports."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 from prometheus_client import Counter, Gauge, Histogram
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# What a log call may add with `extra=`, shown by either format.
+LOG_FIELDS = ("method", "path", "status", "duration_ms", "org")
 
 HTTP_REQUESTS = Counter(
     "concord_http_requests_total",
@@ -74,7 +77,7 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        for key in ("method", "path", "status", "duration_ms", "org"):
+        for key in LOG_FIELDS:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
@@ -82,9 +85,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
+class HumanFormatter(logging.Formatter):
+    """One line a person can read: `time level service message key=value ...` (local time,
+    to the millisecond), with a traceback below it when there is one."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        fields = {key: getattr(record, key) for key in LOG_FIELDS if hasattr(record, key)}
+        request_id = request_id_var.get()
+        if request_id:
+            fields["request_id"] = request_id
+        pairs = "".join(f" {key}={_quoted(value)}" for key, value in fields.items())
+        line = f"{at} {record.levelname:<7} {self.service:<13} {record.getMessage()}{pairs}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _quoted(value: object) -> str:
+    text = str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
+
+
+LOG_FORMATS: dict[str, type[JsonFormatter | HumanFormatter]] = {
+    "json": JsonFormatter,
+    "human": HumanFormatter,
+}
+
+
+def configure_logging(service: str, level: str = "INFO", log_format: str = "json") -> None:
+    """Every log line to stdout, as JSON (production) or `human` (a terminal, `make run`)."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(service))
+    handler.setFormatter(LOG_FORMATS[log_format](service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -29,6 +29,7 @@ from concord.observability import WORK_PARKED
 from concord.outbox import Relay
 from concord.projections import Projection, ProjectionRunner
 from concord.reactions import Reaction, ReactionBook, ReactionRunner
+from concord.secrets import SETTING, SealedColumn, SecretBox, SecretsUnavailable
 from concord.settings import ServiceSettings
 from concord.timers import Scheduler, Timer, TimerBook
 
@@ -71,10 +72,12 @@ class ServiceRuntime:
         reactions: Sequence[Reaction] = (),
         timers: Sequence[Timer] = (),
         migrations: Path | None = None,
+        sealed: Sequence[SealedColumn] = (),
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`migrations` is the directory of the service's own branch of revisions (its
-        tables: read models and the rest); without it the schema has the kernel's only."""
+        tables: read models and the rest); without it the schema has the kernel's only.
+        `sealed` are the columns that hold its secrets at rest (sealed with `secrets`)."""
         self.settings = settings
         self.clock = clock
         self.service = settings.service
@@ -126,11 +129,26 @@ class ServiceRuntime:
         self.channel = notify_channel(self.schema)
         self.notifier = Notifier(self.engine)
         self.aggregates = AggregateCache()
+        self.sealed = tuple(sealed)
+        keys = settings.secrets_keys
+        self._secrets = SecretBox.from_setting(keys.get_secret_value() if keys else None)
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def secrets(self) -> SecretBox:
+        """What seals and opens this service's secrets at rest."""
+        if self._secrets is None:
+            raise SecretsUnavailable(
+                f"{self.service} keeps secrets at rest: set {SETTING} (docs/operations/runbook.md)"
+            )
+        return self._secrets
+
     async def install(self) -> Migrated:
-        """Migrate the service's schema to head (replicas starting together queue for it)."""
-        return await migrate(self.engine, self.schema, self.migrations)
+        """Migrate the service's schema to head (replicas starting together queue for it).
+        A service that keeps secrets refuses to go further without the keys to seal them."""
+        if self.sealed:
+            self.secrets  # noqa: B018 (raises without keys)
+        return await migrate(self.engine, self.schema, self.migrations, secrets=self._secrets)
 
     async def start(self) -> None:
         """Install the schema and connect; run the workers too unless settings say not to

@@ -22,6 +22,7 @@ from concord.observability import configure_logging
 from concord.projections import Projection
 from concord.reactions import Reaction
 from concord.runtime import ServiceRuntime
+from concord.secrets import SealedColumn
 from concord.settings import ServiceSettings
 from concord.timers import Timer
 
@@ -43,6 +44,8 @@ class Service:
     projections: Callable[[], Sequence[Projection]] = tuple
     reactions: Sequence[Reaction] = ()
     timers: Sequence[Timer] = ()
+    # Columns of its tables that hold sealed secrets: it then needs CONCORD_SECRETS_KEYS.
+    sealed: Sequence[SealedColumn] = ()
 
     @property
     def factory(self) -> str:
@@ -59,13 +62,14 @@ class Service:
             reactions=self.reactions,
             timers=self.timers,
             migrations=self.migrations,
+            sealed=self.sealed,
             clock=clock,
         )
 
     def app(self, settings: ServiceSettings | None = None, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
         """The service's HTTP API (with its workers too, unless settings say otherwise)."""
         settings = settings or self.settings()
-        configure_logging(settings.service, settings.log_level)
+        configure_logging(settings.service, settings.log_level, settings.log_format)
         return create_service_app(
             self.runtime(settings, clock),
             title=self.title,
@@ -79,7 +83,7 @@ class Service:
         """The service's workers alone (relay, projections, reactions, timers), answering
         only health, metrics and the operator's routes: `concord worker <service>`."""
         settings = (settings or self.settings()).model_copy(update={"run_workers": True})
-        configure_logging(settings.service, settings.log_level)
+        configure_logging(settings.service, settings.log_level, settings.log_format)
         return create_service_app(
             self.runtime(settings, clock),
             title=f"{self.title} (worker)",

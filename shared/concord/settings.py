@@ -3,9 +3,9 @@ subclasses this with its own name. The README's table lists every variable."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +59,14 @@ class ServiceSettings(BaseSettings):
     relay_held_back_warning_after: float = 10.0
     # Events a rebuild applies per transaction: each commit lets the relays move on.
     projection_rebuild_batch_size: int = 1000
+
+    # --- secrets at rest, and logs a person reads (`make run`) ---
+    # Fernet keys, comma-separated: the first seals, every one opens (rotation: put a new
+    # key first). No default: a service that keeps secrets refuses to start without them;
+    # `make run` makes one per checkout (`.concord/secrets-keys`).
+    secrets_keys: SecretStr | None = None
+    # JSON lines for machines (the default); `human` for a terminal (`make run` sets it).
+    log_format: Literal["json", "human"] = "json"
 
     @model_validator(mode="after")
     def _tokens_can_be_verified(self) -> ServiceSettings:

@@ -3,6 +3,8 @@ runs no workers and its Service per service, and a worker Deployment beside it."
 
 from __future__ import annotations
 
+import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -85,8 +87,34 @@ def test_production_scales_and_protects_the_api_deployments_only() -> None:
         assert budget["spec"]["selector"]["matchLabels"].items() >= API.items()
 
 
-def test_the_committed_manifests_pass_the_checker() -> None:
-    assert k8s_check.check(K8S) == []
+def test_the_committed_manifests_pass_the_checker(tmp_path: Path) -> None:
+    # As in a fresh clone: the dev overlay's secrets file is made first (make k8s-check).
+    clone = tmp_path / "k8s"
+    shutil.copytree(K8S, clone, ignore=shutil.ignore_patterns("secrets.env"))
+    manifests.write_dev_secrets(clone)
+    assert k8s_check.check(clone) == []
+
+
+def test_the_dev_overlay_commits_no_secret_and_each_clone_makes_its_own(tmp_path: Path) -> None:
+    overlay = K8S / "overlays" / "dev"
+    [kustomization] = yaml.safe_load_all((overlay / "kustomization.yaml").read_text())
+    [generated] = kustomization["secretGenerator"]
+    assert generated == {"name": "concord-secrets", "envs": ["secrets.env"]}  # no literals
+    ignored = (K8S.parents[1] / ".gitignore").read_text().splitlines()
+    assert "deploy/k8s/overlays/dev/secrets.env" in ignored
+
+    clones = [tmp_path / "a", tmp_path / "b"]
+    made = []
+    for clone in clones:
+        (clone / "overlays" / "dev").mkdir(parents=True)
+        path = manifests.write_dev_secrets(clone)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        assert set(values) == {"CONCORD_DATABASE_URL", "CONCORD_JWT_SECRET", "CONCORD_SECRETS_KEYS"}
+        made.append(values)
+        assert manifests.write_dev_secrets(clone).read_text() == path.read_text()  # kept
+    for name in made[0]:
+        assert made[0][name] != made[1][name], f"{name} is the same in two clones"
 
 
 def test_the_checker_refuses_selectors_that_reach_worker_pods() -> None:

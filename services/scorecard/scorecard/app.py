@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from concord.clock import SYSTEM_CLOCK, Clock
+from concord.secrets import SealedColumn
 from concord.service import Service
 from scorecard import api, integrations, policies
 from scorecard.domain.scorecard import EVENT_REGISTRY
@@ -28,6 +29,7 @@ SERVICE = Service(
     projections=lambda: [ScorecardBoard()],
     reactions=policies.REACTIONS,
     timers=policies.TIMERS,
+    sealed=[SealedColumn("crm_credentials", key="key_id", column="sealed_secret")],
 )
 
 

@@ -71,8 +71,9 @@ class Credential(BaseModel):
 
 
 _issue = text(
-    """INSERT INTO scorecard.crm_credentials (key_id, alliance_id, org_id, secret, created_by)
-       VALUES (:key_id, :alliance_id, :org, :secret, :by) RETURNING created_at"""
+    """INSERT INTO scorecard.crm_credentials
+           (key_id, alliance_id, org_id, sealed_secret, created_by)
+       VALUES (:key_id, :alliance_id, :org, :sealed, :by) RETURNING created_at"""
 )
 _list = text(
     """SELECT key_id, alliance_id, org_id, created_by, created_at, revoked_at
@@ -84,7 +85,7 @@ _revoke = text(
        WHERE key_id = :key_id AND alliance_id = :alliance_id AND org_id = :org"""
 )
 _credential = text(
-    """SELECT alliance_id, org_id, secret FROM scorecard.crm_credentials
+    """SELECT alliance_id, org_id, sealed_secret FROM scorecard.crm_credentials
        WHERE key_id = :key_id AND revoked_at IS NULL"""
 )
 
@@ -95,7 +96,8 @@ _credential = text(
     summary="Issue a CRM integration credential for your organisation in this alliance",
     status_code=201,
     response_model=IssuedCredential,
-    responses=problem_responses(403),
+    # 409 `shown-once`: a repeat with the same Idempotency-Key (the secret is not kept).
+    responses=problem_responses(403, 409),
     openapi_extra={NOT_A_STREAM: True},
 )
 async def issue_credential(
@@ -110,7 +112,7 @@ async def issue_credential(
             "key_id": key_id,
             "alliance_id": alliance_id,
             "org": caller.org,
-            "secret": secret,
+            "sealed": runtime.secrets.seal(secret),
             "by": caller.sub,
         }
         created_at = (await conn.execute(_issue, params)).scalar_one()
@@ -122,7 +124,10 @@ async def issue_credential(
             created_at=created_at,
         )
 
-    return answer(await commands.remembered(runtime, context, act=issue, status_code=201))
+    issued = commands.remembered(
+        runtime, context, act=issue, status_code=201, shown_once=("secret",)
+    )
+    return answer(await issued)
 
 
 @router.get(
@@ -288,8 +293,9 @@ async def ingest_crm_events(
         found = (await conn.execute(_credential, {"key_id": credential})).first()
     if found is None:
         raise Unauthorized("Unknown or revoked credential", SIGNATURE_CHALLENGE)
+    secret = runtime.secrets.open(found.sealed_secret)
     verify_signature(
-        found.secret, timestamp, body, signature, tolerance=TOLERANCE_SECONDS, now=time.time()
+        secret, timestamp, body, signature, tolerance=TOLERANCE_SECONDS, now=time.time()
     )
     alliance_id, org = found.alliance_id, found.org_id
     items, results = _read_items(body)

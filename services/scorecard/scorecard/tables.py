@@ -194,7 +194,8 @@ def add_scorecard_tables(metadata: MetaData) -> None:
         Column("key_id", Text, primary_key=True),
         _required("alliance_id", UUID),
         _required("org_id", Text),
-        _required("secret", Text),
+        # Sealed with the service's keys (concord.secrets), never the secret itself.
+        _required("sealed_secret", Text),
         _required("created_by", Text),
         _at("created_at", now=True),
         Column("revoked_at", DateTime(timezone=True)),

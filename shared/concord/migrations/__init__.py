@@ -39,6 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from alembic import op
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
@@ -46,6 +47,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from concord.db import checked_schema, lock_key
+from concord.secrets import SETTING, SecretBox, SecretsUnavailable
 
 log = logging.getLogger(__name__)
 # Alembic announces its context on every start; `migrate` logs what it ran instead.
@@ -53,6 +55,8 @@ logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 KERNEL = Path(__file__).parent
 HEAD = ("kernel@head", "heads")
+# Where a revision that seals or opens secrets finds the service's keys (`secret_box`).
+SECRETS = "concord_secrets"
 
 
 class Step(NamedTuple):
@@ -80,16 +84,17 @@ async def migrate(
     location: Path | str | None = None,
     *,
     to: Sequence[str] = HEAD,
+    secrets: SecretBox | None = None,
 ) -> Migrated:
     """Bring `schema` to each of `to` in turn (the kernel's head, then every branch's,
     unless told), adopting it first if it predates migrations. `location` is the service's
-    own branch (None: the kernel's only)."""
+    own branch (None: the kernel's only); `secrets`, its keys, for revisions that seal."""
     s = checked_schema(schema)
     script = history(location)
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"ddl:{s}")})
         await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {s}"))
-        migrated = await conn.run_sync(_migrate, s, script, tuple(to))
+        migrated = await conn.run_sync(_migrate, s, script, tuple(to), secrets)
     if migrated.adopted:
         log.info("adopted %s at %s", s, ", ".join(migrated.adopted))
     for step in migrated.applied:
@@ -97,8 +102,20 @@ async def migrate(
     return migrated
 
 
+def secret_box() -> SecretBox:
+    """For a revision that seals or opens secrets: the keys the service runs with."""
+    box: SecretBox | None = op.get_context().opts.get(SECRETS)
+    if box is None:
+        raise SecretsUnavailable(f"this revision seals stored secrets: set {SETTING}")
+    return box
+
+
 def _migrate(
-    conn: Connection, schema: str, script: ScriptDirectory, to: tuple[str, ...]
+    conn: Connection,
+    schema: str,
+    script: ScriptDirectory,
+    to: tuple[str, ...],
+    secrets: SecretBox | None,
 ) -> Migrated:
     applied: list[Step] = []
 
@@ -108,7 +125,11 @@ def _migrate(
         applied.append(Step(revision, found.doc if found is not None else ""))
 
     def context(target: str | None = None) -> MigrationContext:
-        opts: dict[str, Any] = {"version_table_schema": schema, "on_version_apply": [record]}
+        opts: dict[str, Any] = {
+            "version_table_schema": schema,
+            "on_version_apply": [record],
+            SECRETS: secrets,
+        }
         if target is not None:
             opts["fn"] = partial(_upgrade, script, target)
         return MigrationContext.configure(conn, opts=opts)

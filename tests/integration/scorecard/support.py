@@ -26,6 +26,7 @@ from scorecard.settings import ScorecardSettings
 from tests.conftest import (
     BEFORE_THE_PERIODS,
     JWT_SECRET,
+    SECRETS_KEYS,
     Stack,
     empty_jetstream,
     fresh_database,
@@ -61,6 +62,7 @@ async def running_services(stack: Stack, pool_size: int = 10) -> AsyncIterator[S
             "database_url": database_url,
             "nats_url": await empty_jetstream(stack),
             "jwt_secret": JWT_SECRET,
+            "secrets_keys": SECRETS_KEYS,
             "database_pool_size": pool_size,
             "relay_poll_interval": 0.5,
             "read_your_writes_wait": 1.0,
