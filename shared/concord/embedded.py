@@ -1,9 +1,11 @@
 """The embedded default: a real PostgreSQL and a real NATS that `make run` starts under
-`.concord/` (data survives restarts), the development secret `make token` signs with, and
-every declared service as a uvicorn process of its own."""
+`.concord/` (data survives restarts), the development secret `make token` signs with, a NATS
+user per service (and `admin`, for an operator), and every declared service as a uvicorn
+process of its own."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -11,17 +13,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
-from concord.devstack import EmbeddedNats, EmbeddedPostgres
-from concord.service import services
+from concord.bus import service_permissions
+from concord.devstack import EmbeddedNats, EmbeddedPostgres, NatsUser
+from concord.membership import CHARTER
+from concord.service import Service, services
 
 HOME = Path(os.environ.get("CONCORD_HOME", ".concord"))
 PG_PORT = 55432
 NATS_PORT = 54222
 NATS_MONITOR_PORT = 58222
 DATABASE = "concord"
+NATS_ADMIN = "admin"  # may do anything: re-feeding a stream by hand, looking around
 
 
 def dev_secret() -> str:
@@ -32,6 +38,42 @@ def dev_secret() -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def nats_password(user: str) -> str:
+    """The embedded NATS's password for `user`, made once per checkout."""
+    path = HOME / "nats-users.json"
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if user not in known:
+        HOME.mkdir(parents=True, exist_ok=True)
+        known[user] = secrets.token_urlsafe(24)
+        path.write_text(json.dumps(known, indent=2))
+        path.chmod(0o600)
+    return known[user]
+
+
+def nats_login(service: str) -> dict[str, str]:
+    """The environment that makes `service` connect to the embedded NATS as itself."""
+    return {"CONCORD_NATS_USER": service, "CONCORD_NATS_PASSWORD": nats_password(service)}
+
+
+def reads(declared: Service) -> set[str]:
+    """The services whose streams `declared` follows: governance's charter (every runtime's
+    `alliances`), and the sources of its projections and reactions."""
+    sources = {p.source for p in declared.projections()} | {r.source for r in declared.reactions}
+    return {CHARTER.service, *sources}
+
+
+def nats_users(
+    password: Callable[[str], str], also: Mapping[str, Iterable[str]] | None = None
+) -> list[NatsUser]:
+    """`admin`, and a user per declared service (and per `also`: a service and what it
+    reads), each publishing only its own events (`concord.bus.service_permissions`)."""
+    readers = {d.settings.service: reads(d) for d in services().values()} | dict(also or {})
+    return [
+        NatsUser(NATS_ADMIN, password(NATS_ADMIN)),
+        *(NatsUser(s, password(s), service_permissions(s, r)) for s, r in readers.items()),
+    ]
 
 
 def postgres_for(cleanup: ExitStack) -> None:
@@ -50,7 +92,7 @@ def run_everything() -> int:
     """PostgreSQL, NATS and every declared service, stopped in order on Ctrl-C."""
     HOME.mkdir(parents=True, exist_ok=True)
     pg = EmbeddedPostgres(HOME / "postgres", PG_PORT)
-    nats = EmbeddedNats(HOME / "nats", NATS_PORT, NATS_MONITOR_PORT)
+    nats = EmbeddedNats(HOME / "nats", NATS_PORT, NATS_MONITOR_PORT, nats_users(nats_password))
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -90,7 +132,7 @@ def run_everything() -> int:
                         "--timeout-graceful-shutdown",
                         "20",
                     ],
-                    env=env,
+                    env={**env, **nats_login(declared.settings.service)},
                     start_new_session=True,  # stopped by us, in order, not by the terminal
                 )
             )

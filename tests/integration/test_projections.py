@@ -19,7 +19,7 @@ from concord.bus import stream_name
 from concord.runtime import ServiceRuntime
 from governance.settings import GovernanceSettings
 from scorecard.settings import ScorecardSettings
-from tests.conftest import auth, charter, process_env, serve
+from tests.conftest import Stack, auth, charter, nats_as, process_env, serve
 
 
 @pytest.fixture
@@ -84,10 +84,8 @@ async def all_messages(js: JetStreamContext) -> list:
 
 
 @pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    import nats
-
-    nc = await nats.connect(nats_url)
+async def js(nats_url: str, stack: Stack) -> AsyncIterator[JetStreamContext]:
+    nc = await nats_as(stack)
     yield nc.jetstream()
     await nc.close()
 
@@ -147,7 +145,7 @@ async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
                 )
             ).status_code == 200
 
-        env = process_env(database_url, nats_url)
+        env = process_env(database_url, nats_url, "scorecard")
         rebuild = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
