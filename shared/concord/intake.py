@@ -79,10 +79,11 @@ class Taken:
     versions: dict[str, int] = field(default_factory=dict)
     moved: set[str] = field(default_factory=set)
     held: dict[str, dict[int, Arrival]] = field(default_factory=dict)
+    unparked: bool = False
 
     @property
     def parked_changed(self) -> bool:
-        return any(o not in ("applied", "seen") for o in self.outcomes.values())
+        return self.unparked or any(o not in ("applied", "seen") for o in self.outcomes.values())
 
 
 def read(arrival: Arrival, source: str) -> CloudEvent | SetAside:
@@ -269,6 +270,7 @@ class Intake:
         taken.outcomes[arrival.sequence] = outcome
         if arrival.parked and outcome != "dropped":
             model.write(self._unpark, {"p": self.name, "sequence": arrival.sequence})
+            taken.unparked = True
 
     def _set_aside(
         self,

@@ -142,6 +142,8 @@ async def test_an_event_held_behind_a_gap_applies_as_soon_as_the_gap_is_filled(
     assert read.status_code == 200, read.text
     assert [p["org_id"] for p in read.json()["partners"]] == ["acme", "globex", "umbrella", "hooli"]
     assert (await scorecard.get("/ops/parked", headers=OPERATOR)).json()["messages"] == []
+    gauge = {"service": "scorecard", "kind": "projection"}
+    assert METRICS.get_sample_value("concord_parked_work", gauge) == 0
     assert (await scorecard.post(f"{path}/replay", headers=OPERATOR)).status_code == 404
 
 
