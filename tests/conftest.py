@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import tempfile
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from fastapi import FastAPI
 from concord.auth import mint_token
 from concord.clock import ManualClock
 from concord.devstack import EmbeddedNats, EmbeddedPostgres, free_port
+from concord.embedded import NATS_ADMIN, nats_users
 from concord.settings import ServiceSettings
 
 JWT_SECRET = "test-secret-with-enough-length-for-hs256"
@@ -31,6 +34,10 @@ SECRETS_KEYS = "HOYJBrJ_vqsyfAWV3SXL8NWVJBAzEJ2Oqxl8FuYpA5g="
 # Scorecard tests run on a clock that stands before the periods they record, so no KPI's
 # actual falls overdue behind their backs; the timer tests move it on purpose.
 BEFORE_THE_PERIODS = datetime(2025, 11, 15, 9, 0, tzinfo=UTC)
+# The test stack's NATS users are the embedded default's, with passwords of this session, and
+# the kernel tests' own service.
+NATS_PASSWORDS: defaultdict[str, str] = defaultdict(lambda: secrets.token_urlsafe(24))
+TEST_SERVICES = {"kerneltest": ("governance", "kerneltest")}
 
 
 @dataclass
@@ -44,7 +51,8 @@ def stack() -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="concord-test-") as tmp:
         root = Path(tmp)
         postgres = EmbeddedPostgres(root / "postgres", free_port())
-        nats_server = EmbeddedNats(root / "nats", free_port())
+        users = nats_users(NATS_PASSWORDS.__getitem__, TEST_SERVICES)
+        nats_server = EmbeddedNats(root / "nats", free_port(), users=users)
         postgres.start()
         nats_server.start()
         try:
@@ -77,12 +85,22 @@ async def empty_jetstream(stack: Stack) -> str:
     """The session's NATS, running and with no streams left from earlier users."""
     if stack.nats.process is None or stack.nats.process.poll() is not None:
         stack.nats.start()  # a test that stopped NATS may have failed before restarting it
-    nc = await nats.connect(stack.nats.url)
+    nc = await nats_as(stack)
     js = nc.jetstream()
     for stream in await js.streams_info():
         await js.delete_stream(stream.config.name)
     await nc.close()
     return stack.nats.url
+
+
+async def nats_as(stack: Stack, user: str = NATS_ADMIN) -> nats.aio.client.Client:
+    """A connection to the test stack's NATS as one of its users (`admin` may do anything)."""
+    return await nats.connect(stack.nats.url, user=user, password=NATS_PASSWORDS[user])
+
+
+def nats_login(service: str) -> dict[str, str]:
+    """A service's NATS user, as its settings take it."""
+    return {"nats_user": service, "nats_password": NATS_PASSWORDS[service]}
 
 
 @pytest.fixture
@@ -106,6 +124,7 @@ def settings(database_url: str, nats_url: str) -> Callable[..., Any]:
         values: dict[str, Any] = {
             "database_url": database_url,
             "nats_url": nats_url,
+            **nats_login(cls.service),
             "jwt_secret": JWT_SECRET,
             "secrets_keys": SECRETS_KEYS,
             "database_pool_size": 5,
@@ -139,12 +158,15 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-def process_env(database_url: str, nats_url: str) -> dict[str, str]:
-    """The environment a service process (uvicorn, `concord ...`) reads this test's stack from."""
+def process_env(database_url: str, nats_url: str, service: str) -> dict[str, str]:
+    """The environment a process of `service` (uvicorn, `concord ...`) reads this test's stack
+    from."""
     return {
         **os.environ,
         "CONCORD_DATABASE_URL": database_url,
         "CONCORD_NATS_URL": nats_url,
+        "CONCORD_NATS_USER": service,
+        "CONCORD_NATS_PASSWORD": NATS_PASSWORDS[service],
         "CONCORD_JWT_SECRET": JWT_SECRET,
         "CONCORD_SECRETS_KEYS": SECRETS_KEYS,
     }

@@ -1,11 +1,15 @@
 """NATS JetStream: one stream per service (`CONCORD_<SERVICE>`, subjects `concord.<service>.>`),
-file storage, explicit acks. PostgreSQL stays the source of truth; the bus only carries."""
+file storage, explicit acks. PostgreSQL stays the source of truth; the bus only carries.
+
+Each service connects as a NATS user of its own (`service_permissions`): it may publish only
+its own events, create and update only its own stream, and follow only the streams it reads,
+so what a projection reads on `concord.<service>.>` came with that service's credentials."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import nats
 from nats.aio.client import Client
@@ -34,12 +38,48 @@ def stream_subjects(service: str) -> list[str]:
     return [f"concord.{service}.>"]
 
 
+def service_permissions(service: str, reads: Iterable[str]) -> dict[str, list[str]]:
+    """What `service`'s NATS user may publish and subscribe to: its events, its own stream's
+    management, and the JetStream API of durable pull consumers on the streams it reads
+    (replies come back on the connection's inbox)."""
+    own = stream_name(service)
+    publish = [
+        *stream_subjects(service),
+        "$JS.API.INFO",
+        f"$JS.API.STREAM.CREATE.{own}",
+        f"$JS.API.STREAM.UPDATE.{own}",
+    ]
+    for source in sorted({service, *reads}):
+        stream = stream_name(source)
+        publish += [
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.CONSUMER.*.{stream}",  # an ephemeral consumer (a rebuild's replay)
+            f"$JS.API.CONSUMER.*.{stream}.>",  # create, info, delete a named one
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
+            f"$JS.ACK.{stream}.>",
+        ]
+    return {"publish": publish, "subscribe": ["_INBOX.>"]}
+
+
 class Bus:
     """A reconnecting JetStream client. Commands never wait for it: if NATS is down the relay
     holds events in PostgreSQL and publishes them when the connection comes back."""
 
-    def __init__(self, url: str, *, replicas: int = 1, duplicate_window: float = 3600.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        owner: str,
+        user: str | None = None,
+        password: str | None = None,
+        replicas: int = 1,
+        duplicate_window: float = 3600.0,
+    ) -> None:
         self.url = url
+        self.owner = owner  # the service whose stream this connection may create and feed
+        self.user = user
+        self.password = password
         self.replicas = replicas
         self.duplicate_window = duplicate_window
         self._nc: Client | None = None
@@ -54,7 +94,9 @@ class Bus:
             try:
                 self._nc = await nats.connect(
                     self.url,
-                    name="concord",
+                    name=f"concord-{self.owner}",
+                    user=self.user,
+                    password=self.password,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
@@ -102,20 +144,39 @@ class Bus:
             duplicate_window=self.duplicate_window,
         )
 
-    async def ensure_stream(self, service: str) -> None:
-        """Create or update the service's stream; any service may call it for any stream."""
+    async def ensure_stream(self, service: str) -> bool:
+        """Create or update the owner's own stream; another service's stream only has to
+        exist (False if its owner has not made it within a moment: only the owner may)."""
         if service in self._ensured:
-            return
-        config = self.stream_config(service)
+            return True
         try:
-            await self.js.stream_info(stream_name(service))
-            await self.js.update_stream(config)
+            await self._stream_made(service)
         except NotFoundError:
+            if service != self.owner:
+                log.info("waiting for %s to create its stream", service)
+                return False
             try:
-                await self.js.add_stream(config)
-            except BadRequestError:  # created meanwhile by another service
-                await self.js.update_stream(config)
+                await self.js.add_stream(self.stream_config(service))
+            except BadRequestError:  # created meanwhile by another replica
+                await self.js.update_stream(self.stream_config(service))
+        else:
+            if service == self.owner:
+                await self.js.update_stream(self.stream_config(service))
         self._ensured.add(service)
+        return True
+
+    async def _stream_made(self, service: str) -> None:
+        """The stream's info; another service's stream is looked for again for a moment (two
+        services starting together: the owner's relay makes it within milliseconds)."""
+        looks = 1 if service == self.owner else 40
+        for look in range(1, looks + 1):
+            try:
+                await self.js.stream_info(stream_name(service))
+                return
+            except NotFoundError:
+                if look == looks:
+                    raise
+                await asyncio.sleep(0.05)
 
     def forget_streams(self) -> None:
         """After a failure, check the streams again: one may have been deleted or lost."""

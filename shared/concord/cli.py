@@ -6,8 +6,10 @@ rebuild projections and migrate schemas.
     concord rebuild scorecard scorecard_board
     concord migrate [scorecard]      every service's schema (or one) to head
     concord worker scorecard         a service's relay, projections, reactions and timers alone
-    concord parked scorecard         reaction events and timers parked after failing
+    concord parked scorecard         parked reaction events, timers and projection messages
     concord retry scorecard reaction partner_joins_balance 42  |  ... timer <timer-id>
+    concord retry scorecard message alliances 17     replay a message a projection parked
+    concord drop scorecard alliances 17              drop it: its stream moves on past it
     concord reseal scorecard         its stored secrets sealed again under the first key
     concord manifests [--check]      deploy/k8s rendered from the service declarations
     concord manifests --dev-secrets  the dev overlay's secrets.env, made for this clone
@@ -40,7 +42,7 @@ def token(args: argparse.Namespace) -> int:
 
 def _on_runtime(name: str, work: Callable[[ServiceRuntime], Awaitable[int]]) -> int:
     """Run `work` on a service's runtime (no workers, no HTTP), then let go of everything."""
-    embedded.use_embedded_stack()
+    embedded.use_embedded_stack(service(name).settings.service)
     runtime = service(name).runtime()
 
     async def go() -> int:
@@ -96,7 +98,11 @@ def parked(args: argparse.Namespace) -> int:
             )
         for t in found.timers:
             print(f"timer {t.timer_id} {t.name} on {t.stream_id} x{t.attempts}: {t.error}")
-        if not (found.reactions or found.timers):
+        for m in found.messages:
+            print(f"message {m.projection} {m.sequence} on {m.subject} ({m.reason}): {m.error}")
+        for p in found.stopped:
+            print(f"STOPPED {p.projection} at message {p.sequence} since {p.since}: {p.error}")
+        if not (found.reactions or found.timers or found.messages or found.stopped):
             print(f"{args.service}: nothing parked")
         return 0
 
@@ -107,17 +113,41 @@ def retry(args: argparse.Namespace) -> int:
     async def work(runtime: ServiceRuntime) -> int:
         from concord import ops
         from concord.domain import NotFound
+        from concord.problems import ProblemError
 
         try:
             if args.kind == "reaction":
+                done: ops.Retried | ops.Settled
                 done = await ops.retry_reaction(runtime, args.name, args.sequence)
+            elif args.kind == "message":
+                done = await ops.settle_message(runtime, args.name, args.sequence, drop=False)
             else:
                 done = await ops.retry_timer(runtime, args.timer_id)
         except NotFound as missing:
             print(missing.detail)
             return 1
+        except ProblemError as still:
+            print(f"still parked: {still.detail}")
+            return 1
         except Exception as error:  # the handler failed again: it stays parked
             print(f"still failing, still parked: {error}")
+            return 1
+        print(done.detail)
+        return 0
+
+    return _on_runtime(args.service, work)
+
+
+def drop(args: argparse.Namespace) -> int:
+    async def work(runtime: ServiceRuntime) -> int:
+        from concord import ops
+        from concord.domain import NotFound
+        from concord.problems import ProblemError
+
+        try:
+            done = await ops.settle_message(runtime, args.projection, args.sequence, drop=True)
+        except (NotFound, ProblemError) as refused:
+            print(refused.detail)
             return 1
         print(done.detail)
         return 0
@@ -146,7 +176,7 @@ def worker(args: argparse.Namespace) -> int:
     health, metrics and the operator's routes: production's worker Deployment."""
     import uvicorn
 
-    embedded.use_embedded_stack()
+    embedded.use_embedded_stack(service(args.service).settings.service)
     app = service(args.service).worker_app()
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, timeout_graceful_shutdown=20)
     return 0
@@ -219,7 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     kinds.add_parser("timer", help="make a parked timer due again").add_argument(
         "timer_id", type=UUID
     )
+    ym = kinds.add_parser("message", help="replay a message a projection parked")
+    ym.add_argument("name", metavar="projection")
+    ym.add_argument("sequence", type=int)
     y.set_defaults(fn=retry)
+    d = commands.add_parser("drop", help="drop a message a projection parked")
+    d.add_argument("service", choices=names)
+    d.add_argument("projection")
+    d.add_argument("sequence", type=int)
+    d.set_defaults(fn=drop)
     s = commands.add_parser("reseal", help="seal a service's stored secrets under the first key")
     s.add_argument("service", choices=names)
     s.set_defaults(fn=reseal)

@@ -1,10 +1,12 @@
 """The embedded default: a real PostgreSQL and a real NATS that `make run` starts under
 `.concord/` (data survives restarts), the development secrets `make run` and `make token`
-share (kept under `.concord/` too), and every declared service as a uvicorn process of its
-own. Every port is checked before anything starts; `CONCORD_PORT_OFFSET` moves them all."""
+share (kept under `.concord/` too), a NATS user per service (and `admin`, for an operator),
+and every declared service as a uvicorn process of its own. Every port is checked before
+anything starts; `CONCORD_PORT_OFFSET` moves them all."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -13,14 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from concord import secrets as sealing
-from concord.devstack import EmbeddedNats, EmbeddedPostgres, kept_secret
-from concord.service import services
+from concord.bus import service_permissions
+from concord.devstack import EmbeddedNats, EmbeddedPostgres, NatsUser, kept_secret
+from concord.membership import CHARTER
+from concord.service import Service, services
 
 HOME = Path(os.environ.get("CONCORD_HOME", ".concord"))
 PORT_OFFSET = "CONCORD_PORT_OFFSET"
@@ -28,6 +32,7 @@ PG_PORT = 55432
 NATS_PORT = 54222
 NATS_MONITOR_PORT = 58222
 DATABASE = "concord"
+NATS_ADMIN = "admin"  # may do anything: re-feeding a stream by hand, looking around
 # Offsets suggested when a port is taken: each moves every port clear of the default ones.
 SUGGESTED_OFFSETS = range(100, 1001, 100)
 
@@ -40,6 +45,42 @@ def dev_secret() -> str:
 def dev_secrets_keys() -> str:
     """The Fernet key that seals secrets at rest on `make run`, made once per checkout."""
     return kept_secret(HOME / "secrets-keys", sealing.new_key)
+
+
+def nats_password(user: str) -> str:
+    """The embedded NATS's password for `user`, made once per checkout."""
+    path = HOME / "nats-users.json"
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if user not in known:
+        HOME.mkdir(parents=True, exist_ok=True)
+        known[user] = secrets.token_urlsafe(24)
+        path.write_text(json.dumps(known, indent=2))
+        path.chmod(0o600)
+    return known[user]
+
+
+def nats_login(service: str) -> dict[str, str]:
+    """The environment that makes `service` connect to the embedded NATS as itself."""
+    return {"CONCORD_NATS_USER": service, "CONCORD_NATS_PASSWORD": nats_password(service)}
+
+
+def reads(declared: Service) -> set[str]:
+    """The services whose streams `declared` follows: governance's charter (every runtime's
+    `alliances`), and the sources of its projections and reactions."""
+    sources = {p.source for p in declared.projections()} | {r.source for r in declared.reactions}
+    return {CHARTER.service, *sources}
+
+
+def nats_users(
+    password: Callable[[str], str], also: Mapping[str, Iterable[str]] | None = None
+) -> list[NatsUser]:
+    """`admin`, and a user per declared service (and per `also`: a service and what it
+    reads), each publishing only its own events (`concord.bus.service_permissions`)."""
+    readers = {d.settings.service: reads(d) for d in services().values()} | dict(also or {})
+    return [
+        NatsUser(NATS_ADMIN, password(NATS_ADMIN)),
+        *(NatsUser(s, password(s), service_permissions(s, r)) for s, r in readers.items()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -85,7 +126,7 @@ def embedded_postgres(at: Ports) -> EmbeddedPostgres:
 
 
 def embedded_nats(at: Ports) -> EmbeddedNats:
-    return EmbeddedNats(HOME / "nats", at.nats, at.nats_monitor)
+    return EmbeddedNats(HOME / "nats", at.nats, at.nats_monitor, nats_users(nats_password))
 
 
 def stack_environment(at: Ports) -> dict[str, str]:
@@ -99,12 +140,13 @@ def stack_environment(at: Ports) -> dict[str, str]:
     }
 
 
-def use_embedded_stack() -> None:
-    """Point this process (a CLI command) at `make run`'s stack, unless
-    CONCORD_DATABASE_URL says where another one is."""
+def use_embedded_stack(service: str | None = None) -> None:
+    """Point this process (a CLI command) at `make run`'s stack, connecting to its NATS as
+    `service`, unless CONCORD_DATABASE_URL says where another stack is."""
     if "CONCORD_DATABASE_URL" in os.environ:
         return
-    for name, value in stack_environment(ports()).items():
+    login = nats_login(service) if service is not None else {}
+    for name, value in {**stack_environment(ports()), **login}.items():
         os.environ.setdefault(name, value)
 
 
@@ -234,7 +276,11 @@ def run_everything() -> int:
         nats.start()
         running.callback(nats.stop)
         children = [
-            _start_service(declared.factory, at.services()[name], env)
+            _start_service(
+                declared.factory,
+                at.services()[name],
+                {**env, **nats_login(declared.settings.service)},
+            )
             for name, declared in services().items()
         ]
         running.callback(_stop, children)

@@ -46,6 +46,11 @@ PROJECTION_PENDING = Gauge(
     "Events in the stream the projection has not applied yet",
     ["service", "projection"],
 )
+PROJECTION_PARKED = Counter(
+    "concord_projection_parked_total",
+    "Messages a projection set aside: unreadable, foreign, invalid, or ahead of their stream",
+    ["service", "projection", "reason"],
+)
 
 REACTION_HANDLED = Counter(
     "concord_reaction_events_total", "Events a reaction handled", ["service", "reaction"]
@@ -56,7 +61,7 @@ TIMERS_PARKED = Counter(
 )
 WORK_PARKED = Gauge(
     "concord_parked_work",
-    "Reaction events and timers parked after failing every attempt, awaiting an operator",
+    "Reaction events, timers and projection messages parked, awaiting an operator",
     ["service", "kind"],
 )
 

@@ -5,6 +5,10 @@ applies each batch and its checkpoint (the last stream sequence applied) in one 
 then acks. A redelivered message is at or below the checkpoint and changes nothing.
 PostgreSQL's checkpoint is the truth; the consumer is only a cursor, re-created from the
 checkpoint whenever it is ahead of it (after a rebuild, or a restore).
+
+What a batch takes in is checked by its `Intake` (`concord.intake`): each stream's events in
+version order, anything unreadable, foreign or invalid parked. Only a valid event whose
+`apply` fails stops the projection, recorded with the message it stopped at (`/ops/parked`).
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 from sqlalchemy import Executable, Result, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from concord.bus import Bus
 from concord.db import checked_schema, keep_leading
 from concord.events import CloudEvent, EventRegistry, Recorded
-from concord.observability import PROJECTION_APPLIED, PROJECTION_LAG, PROJECTION_PENDING
+from concord.intake import Arrival, Intake, Outcome, ParkedMessages
+from concord.observability import (
+    PROJECTION_APPLIED,
+    PROJECTION_LAG,
+    PROJECTION_PENDING,
+    WORK_PARKED,
+)
 
 if TYPE_CHECKING:
     from concord.rebuild import RebuildReport
@@ -117,8 +126,21 @@ class ProjectionRunner:
         self._write_checkpoint = text(
             f"""INSERT INTO {s}.projection_checkpoints (projection, last_sequence)
                 VALUES (:p, :seq) ON CONFLICT (projection) DO UPDATE
-                SET last_sequence = excluded.last_sequence, updated_at = now()"""
+                SET last_sequence = excluded.last_sequence, updated_at = now(),
+                    stopped_sequence = NULL, stopped_error = NULL, stopped_since = NULL"""
         )
+        self._stopped = text(
+            f"""INSERT INTO {s}.projection_checkpoints (projection, last_sequence,
+                    stopped_sequence, stopped_error, stopped_since)
+                VALUES (:p, 0, :seq, :error, now()) ON CONFLICT (projection) DO UPDATE
+                SET stopped_sequence = excluded.stopped_sequence,
+                    stopped_error = excluded.stopped_error,
+                    stopped_since = CASE
+                        WHEN projection_checkpoints.stopped_sequence = excluded.stopped_sequence
+                        THEN projection_checkpoints.stopped_since ELSE now() END"""
+        )
+        self.intake = Intake(s, projection, service=service)
+        self._parked = ParkedMessages(s)
         # A pause is a lease, so a rebuild killed while it waits cannot pause for ever.
         self._set_paused = text(
             f"""INSERT INTO {s}.projection_checkpoints (projection, last_sequence, paused_until)
@@ -163,9 +185,11 @@ class ProjectionRunner:
         )
 
     async def _ready(self) -> bool:
-        """Connected, the source stream exists, and no rebuild holds the projection."""
+        """Connected, the source stream exists (its owner made it), and no rebuild holds the
+        projection."""
         await self.bus.wait_connected()
-        await self.bus.ensure_stream(self.projection.source)
+        if not await self.bus.ensure_stream(self.projection.source):
+            return False
         async with self.engine.connect() as conn:
             return not await self._paused(conn)
 
@@ -198,7 +222,10 @@ class ProjectionRunner:
                 except TimeoutError:
                     PROJECTION_PENDING.labels(self.service, self.projection.name).set(0)
                     continue
-                await self.apply_batch(conn, msgs)
+                try:
+                    await self.apply_batch(conn, msgs)
+                except Exception:
+                    await self._apply_each_or_stop(conn, msgs)
                 for msg in msgs:
                     await msg.ack()
                 self._announce()
@@ -208,45 +235,66 @@ class ProjectionRunner:
 
     async def apply_batch(self, conn: AsyncConnection, msgs: Sequence[Msg]) -> int:
         """Apply the messages above the checkpoint and move it, all in one transaction."""
-        applied = 0
         async with conn.begin():
             checkpoint = await self._locked_checkpoint(conn)
-            last: CloudEvent | None = None
+            fresh = [m for m in msgs if m.metadata.sequence.stream > checkpoint]
             model = ReadModel(conn)
-            for msg in msgs:
-                sequence = msg.metadata.sequence.stream
-                if sequence <= checkpoint:
-                    continue  # redelivered: already applied
-                event = await self._apply(model, msg)
-                if event is not None:
-                    last = event
-                    applied += 1
-                checkpoint = sequence
+            taken = await self.intake.take(model, arrivals(fresh))
             await model.flush()
+            if fresh:
+                checkpoint = fresh[-1].metadata.sequence.stream
             await conn.execute(
                 self._write_checkpoint, {"p": self.projection.name, "seq": checkpoint}
             )
         labels = (self.service, self.projection.name)
-        PROJECTION_APPLIED.labels(*labels).inc(applied)
+        PROJECTION_APPLIED.labels(*labels).inc(len(taken.applied))
         if msgs:
             PROJECTION_PENDING.labels(*labels).set(msgs[-1].metadata.num_pending)
-        if last is not None:
-            PROJECTION_LAG.labels(*labels).set(max(0.0, time.time() - last.time.timestamp()))
-        return applied
+        if taken.applied:
+            last = taken.applied[-1].time.timestamp()
+            PROJECTION_LAG.labels(*labels).set(max(0.0, time.time() - last))
+        if taken.parked_changed:
+            await self.count_parked()
+        return len(taken.applied)
 
-    async def _apply(self, model: ReadModel, msg: Msg) -> CloudEvent | None:
-        """Apply one message, typed and upcast; the envelope if it was a Concord event."""
-        try:
-            event = CloudEvent.from_json(msg.data)
-        except ValidationError:
-            # Not a Concord event: nothing to project. Skipping keeps the projection alive.
-            log.error("projection %s skipped a malformed message on %s", self.durable, msg.subject)
-            return None
-        if self.projection.events.knows(event):
-            await self.projection.apply(model, self.projection.events.recorded(event))
-        else:
-            await self.projection.apply_other(model, event)
-        return event
+    async def _apply_each_or_stop(self, conn: AsyncConnection, msgs: Sequence[Msg]) -> None:
+        """A batch failed: apply its messages one at a time, so the projection stops exactly
+        at the one whose `apply` fails, and says so (`/ops/parked`) until it is fixed."""
+        for msg in msgs:
+            try:
+                await self.apply_batch(conn, [msg])
+            except Exception as error:
+                sequence = msg.metadata.sequence.stream
+                cause = f"{msg.subject}: {type(error).__name__}: {error}"[:2000]
+                log.error(
+                    "projection %s stopped at message %s, %s; it retries it until fixed",
+                    self.durable,
+                    sequence,
+                    cause,
+                )
+                with contextlib.suppress(Exception):
+                    async with self.engine.begin() as other:
+                        params = {"p": self.projection.name, "seq": sequence, "error": cause}
+                        await other.execute(self._stopped, params)
+                raise
+
+    async def settle(self, sequence: int, *, drop: bool) -> tuple[Outcome, str | None] | None:
+        """An operator's replay (or drop) of a parked message, between two batches."""
+        async with self.engine.begin() as conn:
+            await self._locked_checkpoint(conn)
+            model = ReadModel(conn)
+            outcome = await self.intake.settle(model, sequence, drop=drop)
+            await model.flush()
+        if outcome is not None:
+            self._announce()
+            await self.count_parked()
+        return outcome
+
+    async def count_parked(self) -> int:
+        async with self.engine.connect() as conn:
+            count = int((await conn.execute(self._parked.count)).scalar_one())
+        WORK_PARKED.labels(self.service, "projection").set(count)
+        return count
 
     async def _paused(self, conn: AsyncConnection) -> bool:
         paused = (await conn.execute(self._is_paused, {"p": self.projection.name})).scalar()
@@ -259,3 +307,7 @@ class ProjectionRunner:
         from concord.rebuild import rebuild
 
         return await rebuild(self, progress=progress, wait=wait)
+
+
+def arrivals(msgs: Sequence[Msg]) -> list[Arrival]:
+    return [Arrival(m.metadata.sequence.stream, m.subject, m.data) for m in msgs]

@@ -30,6 +30,7 @@ from concord import commands
 from concord.db import checked_schema, keep_leading
 from concord.domain import Actor
 from concord.events import CloudEvent, EventRegistry, Recorded
+from concord.intake import Arrival, SetAside, read
 from concord.observability import REACTION_HANDLED
 
 if TYPE_CHECKING:
@@ -135,8 +136,7 @@ class ReactionRunner:
 
     async def _ready(self) -> bool:
         await self.runtime.bus.wait_connected()
-        await self.runtime.bus.ensure_stream(self.reaction.source)
-        return True
+        return await self.runtime.bus.ensure_stream(self.reaction.source)
 
     async def checkpoint(self) -> int:
         async with self.runtime.engine.begin() as conn:
@@ -171,9 +171,15 @@ class ReactionRunner:
                 await sub.unsubscribe()
 
     async def handle_message(self, msg: Msg) -> None:
-        """Handle one delivered event until it is handled or parked."""
+        """Handle one delivered event until it is handled or parked. A message that is not
+        its source's event (unreadable, foreign: no relay published it) is parked at once."""
         sequence = msg.metadata.sequence.stream
         settings = self.runtime.settings
+        checked = read(Arrival(sequence, msg.subject, msg.data), self.reaction.source)
+        if isinstance(checked, SetAside):
+            await self._failed(sequence, msg.data, ValueError(f"{checked.reason}: {checked.error}"))
+            await self._park(sequence)
+            return
         while True:
             try:
                 await self.handle(sequence, msg.data)
@@ -213,7 +219,8 @@ class ReactionRunner:
         try:
             envelope: dict[str, Any] = CloudEvent.from_json(raw).model_dump(mode="json")
         except ValueError:
-            envelope = {"undecodable": raw.decode("utf-8", "replace")}
+            # JSONB holds no NUL character: the record of it must not fail too.
+            envelope = {"undecodable": raw.decode("utf-8", "replace").replace("\x00", "\ufffd")}
         async with self.runtime.engine.begin() as conn:
             return int(
                 (
@@ -225,7 +232,9 @@ class ReactionRunner:
                             "event_id": envelope.get("id"),
                             "event_type": envelope.get("type", "?"),
                             "envelope": envelope,
-                            "error": f"{type(error).__name__}: {error}"[:2000],
+                            "error": f"{type(error).__name__}: {error}"[:2000].replace(
+                                "\x00", "\ufffd"
+                            ),
                         },
                     )
                 ).scalar_one()

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from concord.bus import stream_name
 from concord.db import leadership
-from concord.projections import ReadModel
+from concord.projections import ReadModel, arrivals
 
 if TYPE_CHECKING:
     from concord.projections import ProjectionRunner
@@ -112,6 +112,7 @@ async def _empty(runner: ProjectionRunner, conn: AsyncConnection) -> None:
     async with conn.begin():
         for table in runner.projection.tables:
             await conn.execute(text(f"TRUNCATE {table}"))
+        await runner.intake.forget(conn)
         await conn.execute(runner._write_checkpoint, {"p": runner.projection.name, "seq": 0})
 
 
@@ -151,12 +152,9 @@ async def _apply_batch(runner: ProjectionRunner, conn: AsyncConnection, msgs: Se
     only from its first write to its commit."""
     if not msgs:
         return 0
-    applied = 0
     async with conn.begin():
         model = ReadModel(conn)
-        for msg in msgs:
-            if await runner._apply(model, msg) is not None:
-                applied += 1
+        applied = len((await runner.intake.take(model, arrivals(msgs))).applied)
         await model.flush()
         checkpoint = msgs[-1].metadata.sequence.stream
         await conn.execute(

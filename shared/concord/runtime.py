@@ -23,6 +23,7 @@ from concord.clock import SYSTEM_CLOCK, Clock
 from concord.db import Notifier, create_engine, notify_channel
 from concord.events import EventRegistry
 from concord.eventstore import EventStore
+from concord.intake import ParkedMessages
 from concord.membership import Alliances
 from concord.migrations import Migrated, migrate
 from concord.observability import WORK_PARKED
@@ -89,8 +90,12 @@ class ServiceRuntime:
             idle_in_transaction_timeout=settings.database_idle_in_transaction_timeout,
             application_name=f"concord-{self.service}",
         )
+        password = settings.nats_password
         self.bus = Bus(
             settings.nats_url,
+            owner=self.service,
+            user=settings.nats_user,
+            password=password.get_secret_value() if password else None,
             replicas=settings.nats_replicas,
             duplicate_window=settings.nats_duplicate_window,
         )
@@ -122,6 +127,7 @@ class ServiceRuntime:
             )
             for p in projections
         }
+        self.parked_messages = ParkedMessages(self.schema)
         self.reaction_book = ReactionBook(self.schema)
         self.reactions = {r.name: ReactionRunner(self, r) for r in reactions}
         self.timer_book = TimerBook(self.schema)
@@ -217,6 +223,7 @@ class ServiceRuntime:
             counts = {
                 "reaction": int((await conn.execute(self.reaction_book.count_parked)).scalar_one()),
                 "timer": int((await conn.execute(self.timer_book.count_parked)).scalar_one()),
+                "projection": int((await conn.execute(self.parked_messages.count)).scalar_one()),
             }
         for kind, count in counts.items():
             WORK_PARKED.labels(self.service, kind).set(count)

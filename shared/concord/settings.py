@@ -19,6 +19,10 @@ class ServiceSettings(BaseSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:55432/concord"
     database_pool_size: int = 10
     nats_url: str = "nats://127.0.0.1:54222"
+    # This service's own NATS user: it may publish only its own events (`concord.bus`).
+    # `concord run` makes one per service under `.concord/`.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
     # 3 in production (R3 streams); 1 on a single embedded server.
     nats_replicas: int = 1
     # How long JetStream remembers a Nats-Msg-Id to drop duplicate publishes (seconds).

@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -76,6 +77,45 @@ def add_kernel_tables(metadata: MetaData) -> None:
         Column("last_sequence", BigInteger, nullable=False),
         timestamp("paused_until", nullable=True),
         timestamp("updated_at", now=True),
+        # Where a valid event's `apply` failed (a bug): the projection retries it until fixed.
+        Column("stopped_sequence", BigInteger),
+        Column("stopped_error", Text),
+        timestamp("stopped_since", nullable=True),
+    )
+    # The last version of each stream a projection applied: the next must follow it (intake).
+    Table(
+        "projection_streams",
+        metadata,
+        Column("projection", Text, nullable=False),
+        Column("stream_id", Text, nullable=False),
+        Column("version", Integer, nullable=False),
+        PrimaryKeyConstraint("projection", "stream_id"),
+    )
+    # Messages a projection set aside: unreadable, invalid, foreign, or ahead of their stream.
+    # A dropped one stays, so a rebuild skips it again.
+    Table(
+        "projection_parked",
+        metadata,
+        Column("projection", Text, nullable=False),
+        Column("sequence", BigInteger, nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("message", LargeBinary, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("event_id", Text),
+        Column("event_type", Text),
+        Column("stream_id", Text),
+        Column("stream_version", Integer),
+        timestamp("parked_at", now=True),
+        timestamp("dropped_at", nullable=True),
+        PrimaryKeyConstraint("projection", "sequence"),
+        Index(
+            "projection_parked_by_stream",
+            "projection",
+            "stream_id",
+            "stream_version",
+            postgresql_where=text("dropped_at IS NULL"),
+        ),
     )
     Table(
         "idempotency_keys",

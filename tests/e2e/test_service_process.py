@@ -9,18 +9,17 @@ import subprocess
 import sys
 
 import httpx
-import nats
 
 from concord.bus import stream_name
 from concord.devstack import free_port
-from tests.conftest import auth, charter, process_env, until_ready
+from tests.conftest import Stack, auth, charter, nats_as, process_env, until_ready
 
 
 async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_event(
-    database_url: str, nats_url: str
+    database_url: str, nats_url: str, stack: Stack
 ) -> None:
     port = free_port()
-    env = process_env(database_url, nats_url)
+    env = process_env(database_url, nats_url, "governance")
     server = subprocess.Popen(
         [
             sys.executable,
@@ -68,7 +67,7 @@ async def test_sigterm_finishes_in_flight_work_and_publishes_every_accepted_even
     assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
     accepted = [r.json()["id"] for r in responses]
     assert accepted, "at least the requests in flight before SIGTERM are answered"
-    nc = await nats.connect(nats_url)
+    nc = await nats_as(stack)
     try:
         info = await nc.jetstream().stream_info(stream_name("governance"))
         assert info.state.messages == len(accepted)

@@ -105,7 +105,7 @@ async def test_concord_worker_runs_as_a_process_and_stops_on_sigterm(
     database_url: str, nats_url: str
 ) -> None:
     port = free_port()
-    env = process_env(database_url, nats_url)
+    env = process_env(database_url, nats_url, "scorecard")
     worker = subprocess.Popen(
         [sys.executable, "-m", "concord.cli", "worker", "scorecard", "--port", str(port)],
         env=env,
@@ -121,7 +121,7 @@ async def test_concord_worker_runs_as_a_process_and_stops_on_sigterm(
             alliances = await client.get("/alliances/7f1d0c3e-3b7e-4a53-9d2a-1b1f0b1c2d3e")
             assert alliances.status_code == 404
             parked = await client.get("/ops/parked", headers=auth(roles=("operator",)))
-            assert parked.json() == {"reactions": [], "timers": []}
+            assert parked.json() == {"reactions": [], "timers": [], "messages": [], "stopped": []}
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 30)
     finally:

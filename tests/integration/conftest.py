@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
-import nats
 import pytest
 from nats.js import JetStreamContext
+from sqlalchemy import text
 
 from concord.domain import DomainEvent
 from concord.events import CloudEvent, EventRegistry
 from concord.runtime import ServiceRuntime
 from concord.settings import ServiceSettings
+from tests.conftest import Stack, nats_as
 
 
 class PulseRecorded(DomainEvent):
@@ -62,8 +63,9 @@ async def runtime(settings: Callable[..., Any]) -> AsyncIterator[ServiceRuntime]
 
 
 @pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = await nats.connect(nats_url)
+async def js(nats_url: str, stack: Stack) -> AsyncIterator[JetStreamContext]:
+    """JetStream as `admin`, who may look at (and publish on) any stream."""
+    nc = await nats_as(stack)
     yield nc.jetstream()
     await nc.close()
 
@@ -77,6 +79,15 @@ async def stream_events(js: JetStreamContext, stream: str) -> list[CloudEvent]:
         assert msg.data is not None
         out.append(CloudEvent.from_json(msg.data))
     return out
+
+
+async def stored_history(runtime: ServiceRuntime, schema: str) -> list[CloudEvent]:
+    """A schema's events as its event store holds them, in commit order."""
+    async with runtime.engine.connect() as conn:
+        rows = await conn.execute(
+            text(f"SELECT envelope FROM {schema}.events ORDER BY transaction_id, position")
+        )
+        return [CloudEvent.model_validate(envelope) for envelope in rows.scalars()]
 
 
 def new_stream() -> str:

@@ -22,9 +22,16 @@ from tests.conftest import Stack, fresh_database
 from tests.integration import before_migrations
 
 FIRST = ("kernel_0001", "scorecard_0001")
-HEADS = ("kernel_0002", "scorecard_0003")
-AFTER_FIRST = ("kernel_0002", "scorecard_0002", "scorecard_0003")
+HEADS = ("kernel_0003", "scorecard_0003")
+# from FIRST to HEADS
+UPGRADES = ("kernel_0002", "kernel_0003", "scorecard_0002", "scorecard_0003")
 ALLIANCE = "6f2c1a7e-0000-4000-8000-000000000001"
+# What the revisions after the start-up DDL's day made in governance's schema.
+AFTER_START_UP_DDL = (
+    "DROP TABLE governance.projection_streams, governance.projection_parked",
+    """ALTER TABLE governance.projection_checkpoints DROP COLUMN stopped_sequence,
+       DROP COLUMN stopped_error, DROP COLUMN stopped_since""",
+)
 
 
 def service_runtime(settings: Callable[..., Any], service: str) -> ServiceRuntime:
@@ -103,7 +110,7 @@ async def test_a_schema_at_revision_1_is_upgraded_to_head_with_its_data(
 
     head = await runtime.install()
 
-    assert [s.revision for s in head.applied] == list(AFTER_FIRST)
+    assert [s.revision for s in head.applied] == list(UPGRADES)
     assert head.heads == HEADS and head.adopted == ()
     async with runtime.engine.begin() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scorecard.events"))).scalar() == 3
@@ -200,7 +207,7 @@ async def test_a_schema_made_by_the_old_start_up_ddl_is_adopted_and_upgraded(
     adopted = await runtime.install()
 
     assert adopted.adopted == FIRST
-    assert [s.revision for s in adopted.applied] == list(AFTER_FIRST)
+    assert [s.revision for s in adopted.applied] == list(UPGRADES)
     async with runtime.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scorecard.events"))).scalar() == 1
         assert not await exists(conn, "scorecard.known_alliances")
@@ -224,9 +231,11 @@ async def test_a_schema_made_by_the_latest_start_up_ddl_is_adopted_too(
         await runtime.install()
         async with runtime.engine.begin() as conn:
             await conn.execute(text("DROP TABLE governance.alembic_version"))
+            for statement in AFTER_START_UP_DDL:  # kernel_0003 came after it
+                await conn.execute(text(statement))
         adopted = await runtime.install()
         assert adopted.adopted == ("kernel_0001", "governance_0001")
-        assert adopted.heads == ("kernel_0002", "governance_0002")
+        assert adopted.heads == ("kernel_0003", "governance_0002")
         async with runtime.engine.connect() as conn:
             assert await conn.run_sync(differences, kernel_metadata("governance")) == []
     finally:
@@ -265,7 +274,7 @@ def test_concord_migrate_brings_every_schema_to_head_and_says_what_it_applied(
     assert cli.main(["migrate"]) == 0
     said = capsys.readouterr().out
     assert "scorecard: applied scorecard_0003" in said
-    assert "trust-survey: at kernel_0002\n" in said
+    assert "trust-survey: at kernel_0003\n" in said
     assert cli.main(["migrate", "governance"]) == 0
     said = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("{")]
-    assert said == ["governance: at kernel_0002, governance_0002"]
+    assert said == ["governance: at kernel_0003, governance_0002"]

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -16,10 +17,14 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from concord.bus import stream_name
+from concord.events import CloudEvent
+from concord.membership import CHARTER_EVENTS
+from concord.projections import ReadModel
 from concord.runtime import ServiceRuntime
 from governance.settings import GovernanceSettings
 from scorecard.settings import ScorecardSettings
-from tests.conftest import auth, charter, process_env, serve
+from tests.conftest import Stack, auth, charter, nats_as, process_env, serve
+from tests.integration.conftest import stored_history
 
 
 @pytest.fixture
@@ -43,6 +48,11 @@ async def governance_history(settings: Callable[..., Any]) -> AsyncIterator[list
             await governance.post(
                 f"{base}/executive-sponsors",
                 json={"org_id": "acme", "name": f"Sponsor {i}"},
+                headers=auth(),
+            )
+            await governance.post(
+                f"{base}/relational-expectations",
+                json={"statement": f"We answer each other within {i + 1} days"},
                 headers=auth(),
             )
             await governance.post(
@@ -84,10 +94,8 @@ async def all_messages(js: JetStreamContext) -> list:
 
 
 @pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    import nats
-
-    nc = await nats.connect(nats_url)
+async def js(nats_url: str, stack: Stack) -> AsyncIterator[JetStreamContext]:
+    nc = await nats_as(stack)
     yield nc.jetstream()
     await nc.close()
 
@@ -97,10 +105,10 @@ async def test_a_redelivered_batch_changes_nothing(
 ) -> None:
     runner = scorecard_runtime.runners["alliances"]
     msgs = await all_messages(js)
-    assert len(msgs) == 16
+    assert len(msgs) == 20
 
     async with scorecard_runtime.engine.connect() as conn:
-        assert await runner.apply_batch(conn, msgs) == 16
+        assert await runner.apply_batch(conn, msgs) == 20
         first = await read_model(scorecard_runtime)
         assert (
             await runner.apply_batch(conn, msgs) == 0
@@ -122,11 +130,11 @@ async def test_rebuild_replays_history_into_the_same_read_model(
         await conn.execute(text("UPDATE scorecard.alliances SET name = 'wrong'"))
     report = await runner.rebuild(progress=False)
 
-    assert report.events == 16
+    assert report.events == 20
     assert report.events_per_second > 0
     assert await read_model(scorecard_runtime) == live
     async with scorecard_runtime.engine.connect() as conn:
-        assert await runner.checkpoint(conn) == 16
+        assert await runner.checkpoint(conn) == 20
 
 
 async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
@@ -147,7 +155,7 @@ async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
                 )
             ).status_code == 200
 
-        env = process_env(database_url, nats_url)
+        env = process_env(database_url, nats_url, "scorecard")
         rebuild = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -161,7 +169,7 @@ async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
         )
         output, _ = await asyncio.wait_for(rebuild.communicate(), 60)
         assert rebuild.returncode == 0, output.decode()
-        assert "rebuilt alliances: 16 events" in output.decode()
+        assert "rebuilt alliances: 20 events" in output.decode()
 
         fresh = (
             await governance.post("/alliances", json=charter(name="After rebuild"), headers=auth())
@@ -194,3 +202,45 @@ async def test_projection_lag_and_progress_are_exported_as_metrics(
     assert lag is not None and 0 <= lag < 5
     exposed = (await scorecard.get("/metrics")).text
     assert 'concord_projection_lag_seconds{projection="alliances",service="scorecard"}' in exposed
+
+
+async def project(runtime: ServiceRuntime, events: list[CloudEvent], *, times: int) -> None:
+    """Through the projection's own `apply` (no intake: the read model alone must be
+    idempotent), each event `times` times in a row."""
+    alliances = runtime.alliances
+    async with runtime.engine.begin() as conn:
+        model = ReadModel(conn)
+        for event in events:
+            for _ in range(times):
+                if alliances.events.knows(event):
+                    await alliances.apply(model, alliances.events.recorded(event))
+                else:
+                    await alliances.apply_other(model, event)
+        await model.flush()
+
+
+async def test_every_charter_event_applied_twice_leaves_alliances_as_applied_once(
+    governance_history: list[str], scorecard_runtime: ServiceRuntime
+) -> None:
+    history = await stored_history(scorecard_runtime, "governance")
+    last = history[-1]
+    unknown = last.model_copy(  # a type a newer governance publishes: `apply_other`
+        update={
+            "id": uuid4(),
+            "type": "concord.governance.alliance.steering_committee_formed.v1",
+            "streamversion": last.streamversion + 1,
+        }
+    )
+    history.append(unknown)
+    names = {e.name for e in history}
+    assert names == {e.event_name() for e in CHARTER_EVENTS} | {"steering_committee_formed"}
+
+    await project(scorecard_runtime, history, times=1)
+    once = await read_model(scorecard_runtime)
+    await project(scorecard_runtime, history, times=1)  # the whole history again
+    assert await read_model(scorecard_runtime) == once
+    async with scorecard_runtime.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE scorecard.alliances"))
+    await project(scorecard_runtime, history, times=2)  # each event twice in a row
+    assert await read_model(scorecard_runtime) == once
+    assert len(once) == 4

@@ -169,6 +169,23 @@ async def test_a_failing_event_is_parked_the_others_flow_and_an_operator_retries
         )
 
 
+async def test_a_message_no_relay_published_is_parked_at_once_and_the_others_flow(
+    settings: Callable[..., Any], js: JetStreamContext
+) -> None:
+    async with running(meter_runtime(settings, ManualClock(START))) as runtime:
+        stream = f"meter-{uuid4()}"
+        await take(runtime, stream, 1)
+        await eventually(lambda: _at_least(runtime, ECHOED, 1))
+        garbage = await js.publish(TAKEN, b"not an event", headers={"Nats-Msg-Id": "garbage"})
+        await take(runtime, stream, 2)
+
+        echoes = await eventually(lambda: _at_least(runtime, ECHOED, 2))
+        assert echoed_readings(echoes) == [1, 2]
+        [event] = (await eventually(lambda: _parked(runtime))).reactions
+        assert (event.sequence, event.attempts) == (garbage.seq, 1)  # not retried: pointless
+        assert event.error.startswith("ValueError: unreadable")
+
+
 async def _at_least(runtime: Any, event_type: str, count: int) -> list[dict[str, Any]] | None:
     found = await events_of(runtime, event_type)
     return found if len(found) >= count else None

@@ -142,13 +142,18 @@ class ScorecardBoard(Projection):
            ON CONFLICT DO NOTHING"""
     )
 
+    # Summed again from the ledger, never added to: a benefit applied twice counts once.
     _balance = text(
         """INSERT INTO scorecard.benefit_balance
                (alliance_id, period, period_order, partner_org, amount, entries)
-           VALUES (:id, :period, :order, :partner_org, :amount, 1)
+           SELECT alliance_id, period, CAST(:order AS integer), partner_org, sum(amount),
+               count(*)
+           FROM scorecard.benefits
+           WHERE alliance_id = :id AND period = :period AND partner_org = :partner_org
+             AND visibility = 'shared'
+           GROUP BY alliance_id, period, partner_org
            ON CONFLICT (alliance_id, period, partner_org) DO UPDATE
-           SET amount = benefit_balance.amount + excluded.amount,
-               entries = benefit_balance.entries + 1"""
+           SET amount = excluded.amount, entries = excluded.entries"""
     )
 
     async def apply(self, model: ReadModel, recorded: Recorded[Any]) -> None:
@@ -269,7 +274,6 @@ class ScorecardBoard(Projection):
                     "period": e.period,
                     "order": order,
                     "partner_org": e.partner_org,
-                    "amount": e.amount,
                 },
             )
 

@@ -30,6 +30,7 @@ from tests.conftest import (
     Stack,
     empty_jetstream,
     fresh_database,
+    nats_login,
     serve,
 )
 from tests.integration.scorecard.conftest import PARTNER_A, Board
@@ -68,10 +69,12 @@ async def running_services(stack: Stack, pool_size: int = 10) -> AsyncIterator[S
             "read_your_writes_wait": 1.0,
         }
         scorecard_app = create_scorecard(
-            ScorecardSettings(**values), clock=ManualClock(BEFORE_THE_PERIODS)
+            ScorecardSettings(**values, **nats_login("scorecard")),
+            clock=ManualClock(BEFORE_THE_PERIODS),
         )
+        governance_app = create_governance(GovernanceSettings(**values, **nats_login("governance")))
         async with (
-            serve(create_governance(GovernanceSettings(**values))) as governance,
+            serve(governance_app) as governance,
             serve(scorecard_app) as scorecard,
         ):
             yield Services(governance, scorecard, database_url, scorecard_app.state.runtime)
