@@ -28,9 +28,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from concord import commands
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
 from concord.commands import Answer, CommandContext, Idempotent, etag
-from concord.domain import Actor, Forbidden, NotFound, Rejected
+from concord.domain import Actor, Decider, Forbidden, NotFound, Rejected
 from concord.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
 from concord.problems import (
     PROBLEM_JSON,
@@ -47,6 +48,8 @@ log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 T = TypeVar("T")
+S = TypeVar("S")
+C = TypeVar("C")
 
 
 # --- dependencies -------------------------------------------------------------------------
@@ -128,6 +131,56 @@ def _idempotency_key(request: Request) -> str | None:
 def require_manager(caller: Actor) -> None:
     if ALLIANCE_MANAGER not in caller.roles:
         raise Forbidden(f"Only an {ALLIANCE_MANAGER} may change the alliance")
+
+
+class CommandRequest:
+    """A caller's request for a command, as its route holds it: `execute` runs the command
+    on one stream with the request's context and If-Match, and answers it."""
+
+    def __init__(self, request: Request, context: CommandContext, runtime: ServiceRuntime):
+        self.request = request
+        self.context = context
+        self.runtime = runtime
+
+    @property
+    def caller(self) -> Actor:
+        return self.context.actor
+
+    async def execute(
+        self,
+        decider: Decider[S, C],
+        *,
+        stream_id: str,
+        alliance_id: str,
+        command: C,
+        authorize: Callable[[S], None],
+        respond: Callable[[S, int], BaseModel],
+        status_code: int = 200,
+        location: str | None = None,
+    ) -> JSONResponse:
+        result = await commands.execute(
+            self.runtime,
+            self.context,
+            decider,
+            stream_id=stream_id,
+            alliance_id=alliance_id,
+            command=command,
+            authorize=authorize,
+            respond=respond,
+            expected_version=if_match_version(self.request),
+            status_code=status_code,
+            location=location,
+        )
+        return answer(result)
+
+
+def get_command_request(
+    request: Request, context: ContextDep, runtime: RuntimeDep
+) -> CommandRequest:
+    return CommandRequest(request, context, runtime)
+
+
+CommandDep = Annotated[CommandRequest, Depends(get_command_request)]
 
 
 # --- ETags and pagination -----------------------------------------------------------------
@@ -584,6 +637,7 @@ def create_service_app(
 __all__ = [
     "PROBLEM_JSON",
     "CallerDep",
+    "CommandDep",
     "ContextDep",
     "Page",
     "RuntimeDep",

@@ -21,6 +21,44 @@ from concord.domain import (
     ScheduleTimer,
 )
 from concord.events import CloudEvent
+from scorecard.domain.benefits import BenefitEntry, BenefitKind, RecordBenefit, WelcomePartner
+from scorecard.domain.events import (
+    EVENT_REGISTRY,
+    EVENTS,
+    BenefitBalanceRestored,
+    BenefitImbalanceDetected,
+    BenefitRecorded,
+    InitiativeLaunched,
+    InitiativeProgressUpdated,
+    KpiActualCorrected,
+    KpiActualMissing,
+    KpiActualRecorded,
+    KpiDefined,
+    KpiRecovered,
+    KpiTargetSet,
+    KpiWentOffTrack,
+    ObjectiveDefined,
+    ObjectivesLinked,
+    OpportunityCreated,
+    OpportunityStageChanged,
+    PartnerWelcomed,
+    ProposalSubmitted,
+    ScorecardEvent,
+    ScorecardOpened,
+    ScorecardThresholdsChanged,
+)
+from scorecard.domain.ingestion import IngestPipeline, ItemVerdict
+from scorecard.domain.initiatives import (
+    InitiativePlan,
+    InitiativeProgress,
+    InitiativeStatus,
+    LaunchInitiative,
+    UpdateInitiativeProgress,
+)
+from scorecard.domain.kpi_numbers import KpiActual, KpiTarget, RecordKpiActual, SetKpiTarget
+from scorecard.domain.kpis import DefineKpi, KpiDefinition
+from scorecard.domain.missing_actuals import NoteMissingActual, timers_for
+from scorecard.domain.opening import ChangeThresholds, OpenScorecard, ScorecardSetup
 from scorecard.domain.periods import (
     Cadence,
     as_seen_in,
@@ -40,64 +78,13 @@ from scorecard.domain.rules import (
     imbalance_index,
     status_of,
 )
-from scorecard.domain.scorecard import (
-    EVENT_REGISTRY,
-    EVENTS,
-    BenefitBalanceRestored,
-    BenefitEntry,
-    BenefitImbalanceDetected,
-    BenefitKind,
-    BenefitRecorded,
-    ChangeThresholds,
-    Command,
-    DefineKpi,
+from scorecard.domain.scorecard import Command, ingest, scorecard, stream_id
+from scorecard.domain.state import Dimension, KpiKind, Scorecard, Visibility
+from scorecard.domain.strategy import (
     DefineObjective,
-    Dimension,
-    IngestPipeline,
-    InitiativeLaunched,
-    InitiativePlan,
-    InitiativeProgress,
-    InitiativeProgressUpdated,
-    InitiativeStatus,
-    ItemVerdict,
-    KpiActual,
-    KpiActualCorrected,
-    KpiActualMissing,
-    KpiActualRecorded,
-    KpiDefined,
-    KpiDefinition,
-    KpiKind,
-    KpiRecovered,
-    KpiTarget,
-    KpiTargetSet,
-    KpiWentOffTrack,
-    LaunchInitiative,
     LinkObjectives,
-    NoteMissingActual,
-    ObjectiveDefined,
     ObjectiveDefinition,
     ObjectiveLink,
-    ObjectivesLinked,
-    OpenScorecard,
-    OpportunityCreated,
-    OpportunityStageChanged,
-    PartnerWelcomed,
-    ProposalSubmitted,
-    RecordBenefit,
-    RecordKpiActual,
-    Scorecard,
-    ScorecardEvent,
-    ScorecardOpened,
-    ScorecardSetup,
-    ScorecardThresholdsChanged,
-    SetKpiTarget,
-    UpdateInitiativeProgress,
-    Visibility,
-    WelcomePartner,
-    ingest,
-    scorecard,
-    stream_id,
-    timers_for,
 )
 
 ANN = Actor("ann", "acme", frozenset({"alliance_manager"}))

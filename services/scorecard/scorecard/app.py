@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from concord.clock import SYSTEM_CLOCK, Clock
 from concord.service import Service
 from scorecard import api, integrations, policies
-from scorecard.domain.scorecard import EVENT_REGISTRY
+from scorecard.domain.events import EVENT_REGISTRY
 from scorecard.projections import ScorecardBoard
 from scorecard.settings import ScorecardSettings
 

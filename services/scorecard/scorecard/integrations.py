@@ -42,8 +42,9 @@ from concord.http import (
 )
 from concord.problems import ProblemError, problem_responses
 from scorecard.api import known_alliance
+from scorecard.domain.ingestion import IngestPipeline
 from scorecard.domain.pipeline import MAX_BATCH, PipelineItem
-from scorecard.domain.scorecard import IngestPipeline, ingest, scorecard, stream_id
+from scorecard.domain.scorecard import ingest, scorecard, stream_id
 
 router = APIRouter(tags=["integrations"])
 TOLERANCE_SECONDS = 300
