@@ -39,9 +39,9 @@ OrgId = Annotated[str, StringConstraints(pattern=ORG_ID_PATTERN, min_length=1, m
 @dataclass(frozen=True)
 class DecimalNumber:
     """`Annotated[Decimal, DecimalNumber(...)]`: a decimal with at most `digits` digits before
-    the point, rounded half-even to `places` after it. Read from a JSON number or a string like
-    "1234.50", written as a string; the OpenAPI document states exactly what is accepted, so
-    a client can check a value before it sends it."""
+    the point once rounded half-even to `places` after it. Read from a JSON number or a string
+    like "1234.50", written as a string; the OpenAPI document states what is accepted, so a
+    client can check a value before it sends it."""
 
     digits: int
     places: int
@@ -61,16 +61,15 @@ class DecimalNumber:
         else:
             number = Decimal("NaN")
         limit = Decimal(10) ** self.digits
-        if (
-            not number.is_finite()
-            or not -limit < number < limit
-            or (not self.signed and number < 0)
-        ):
-            raise ValueError(
-                f"expected a number with at most {self.digits} digits before the point"
-                + ("" if self.signed else ", not negative")
-            )
-        return number.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_EVEN)
+        if number.is_finite() and -limit < number < limit and (self.signed or number >= 0):
+            # The limit holds for what is kept: 9999999999999.99995 rounds to 14 digits.
+            rounded = number.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_EVEN)
+            if -limit < rounded < limit:
+                return rounded
+        raise ValueError(
+            f"expected a number with at most {self.digits} digits before the point, once "
+            f"rounded to {self.places} places" + ("" if self.signed else ", not negative")
+        )
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
