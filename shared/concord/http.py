@@ -221,6 +221,42 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     return value
 
 
+# How deep a body an operation reads itself (`read_json`) may nest: far more than any of
+# ours needs. Every object or array is a level: `{"events": [{}]}` is 3 deep.
+MAX_JSON_DEPTH = 32
+
+
+def read_json(body: bytes) -> Any:
+    """The JSON of a body an operation reads itself (a signed webhook, whose signature is over
+    the raw bytes), or a 400 problem when it is not JSON or nests deeper than
+    MAX_JSON_DEPTH."""
+    too_deep = bad_request(f"The body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(body)
+    except RecursionError:  # deeper than the parser's recursion reaches: deeper than ours
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("The request body is not valid JSON") from None
+    if _nesting(value) > MAX_JSON_DEPTH:
+        raise too_deep
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """How deep a parsed JSON value nests, found level by level (no recursion), up to just
+    past the limit."""
+    depth, level = 0, [value] if isinstance(value, dict | list) else []
+    while level and depth <= MAX_JSON_DEPTH:
+        depth += 1
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+    return depth
+
+
 # --- middleware ---------------------------------------------------------------------------
 
 
@@ -647,5 +683,6 @@ __all__ = [
     "encode_cursor",
     "etag",
     "if_match_version",
+    "read_json",
     "require_manager",
 ]

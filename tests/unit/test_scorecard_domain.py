@@ -750,6 +750,34 @@ def test_money_in_another_currency_than_its_fed_kpi_is_refused_per_item() -> Non
     assert [e.actual for e in recorded] == [D(80)]
 
 
+def test_an_item_dated_outside_the_calendar_is_rejected_on_its_own() -> None:
+    """Dates a CRM sends are within 2000-2199: year 1 at +14:00 would overflow as it is placed
+    in UTC, year 999 names no period; either is that item's error, not the batch's."""
+    for at in ("0001-01-01T00:00:00+14:00", "0999-06-01T00:00:00Z", "2200-01-01T00:00:00Z"):
+        with pytest.raises(ValidationError, match="year from 2000 to 2199"):
+            ITEMS.validate_python([counted("proposal.submitted", at)])
+    with pytest.raises(ValidationError, match="year from 2000 to 2199"):
+        ITEMS.validate_python([won("o1", "100", "0999-06-30")])
+
+
+def test_a_stream_holding_an_item_from_year_999_still_defines_its_fed_kpi() -> None:
+    """Before dates were bounded, an item dated 999 was accepted; a KPI fed by its metric
+    could then never be defined (its month read as no date). Such a stream works: the item
+    counts in 0999-06, as it was recorded."""
+    old = ProposalSubmitted(
+        crm_event_id="old",
+        source_org="acme",
+        occurred_at=datetime(999, 6, 1, tzinfo=UTC),
+        account="Bank",
+        opportunity_id=None,
+    )
+    state = scorecard.fold([old], opened())
+    definition = kpi("Proposals", unit="count", feed=Metric.proposals_submitted)
+    events, state = run(state, DefineKpi(uuid4(), definition, PARTNERS, ANN))
+    backfill = [(e.period, e.actual) for e in events if isinstance(e, KpiActualRecorded)]
+    assert backfill == [("0999-06", D(1))]
+
+
 # --- who did it travels in the envelope -------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import Field, model_validator
 
-from concord.domain import Actor, Forbidden, LongText, NotFound, OrgId, Rejected, ShortText
+from concord.domain import Actor, Day, Forbidden, LongText, NotFound, OrgId, Rejected, ShortText
 from scorecard.domain.state import Body, Dimension, Initiative, Scorecard, ScorecardEvent
 
 MAX_INITIATIVES = 100
@@ -33,13 +33,13 @@ class InitiativePlan(Body):
     owner_org: OrgId
     owner_name: ShortText = Field(description="The person accountable for it")
     leading_indicator: ShortText = Field(description="What shows early that it works")
-    due_date: date
+    due_date: Day
 
 
 class InitiativeProgress(Body):
     completion: int = Field(ge=0, le=100, description="Percent complete")
     status: InitiativeStatus
-    as_of: date
+    as_of: Day
     note: ShortText | None = None
 
     @model_validator(mode="after")
