@@ -351,19 +351,13 @@ def _domain(batches: Sequence[list[dict[str, Any]]], *, envelopes: bool) -> floa
 
     from concord.domain import Actor
     from concord.events import EventRegistry
+    from scorecard.domain.events import EVENTS
+    from scorecard.domain.ingestion import IngestPipeline
+    from scorecard.domain.kpi_numbers import KpiTarget, SetKpiTarget
+    from scorecard.domain.kpis import DefineKpi, KpiDefinition
+    from scorecard.domain.opening import OpenScorecard, ScorecardSetup
     from scorecard.domain.pipeline import PipelineItem
-    from scorecard.domain.scorecard import (
-        EVENTS,
-        DefineKpi,
-        IngestPipeline,
-        KpiDefinition,
-        KpiTarget,
-        OpenScorecard,
-        ScorecardSetup,
-        SetKpiTarget,
-        ingest,
-        scorecard,
-    )
+    from scorecard.domain.scorecard import ingest, scorecard
 
     by = Actor(sub="bench", org=PARTNER_A)
     registry = EventRegistry("scorecard")

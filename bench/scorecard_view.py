@@ -216,26 +216,26 @@ async def _prepare(
 
 
 async def _reads(url: str, alliance_id: str, period: str, count: int) -> dict[str, float]:
-    """The page's reads alone: the same SQL statements the route runs (scorecard.api), on
+    """The page's reads alone: the SQL statements the route runs (scorecard.api.queries), on
     one pooled SQLAlchemy connection per page as the route takes it, in this process: no
     HTTP, no auth, no view building. Latency of one page's worth, in ms."""
     from uuid import UUID
 
     from concord.db import create_engine
     from concord.membership import Alliances
-    from scorecard import api
+    from scorecard.api import queries
     from scorecard.domain import periods
 
     statements = [
         Alliances("scorecard")._known,
-        api._board,
-        api._kpis,
-        api._numbers_of_kpis,
-        api._initiatives,
-        api._progress,
-        api._balance,
-        api._objectives,
-        api._links,
+        queries.board,
+        queries.kpis,
+        queries.numbers_of_kpis,
+        queries.initiatives,
+        queries.progress,
+        queries.balance,
+        queries.objectives,
+        queries.links,
     ]
     params = {
         "id": UUID(alliance_id),

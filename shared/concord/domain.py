@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     GetCoreSchemaHandler,
@@ -36,12 +37,42 @@ ORG_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 OrgId = Annotated[str, StringConstraints(pattern=ORG_ID_PATTERN, min_length=1, max_length=63)]
 
 
+# The years a date or moment a caller sends may fall in: every alliance lives within them,
+# and every day and moment of them, in any time zone, can be held, placed in UTC and named
+# as a period (`2026-11`). Beyond them a date is a typo or an attack: year 1 at +14:00
+# overflows as it is placed in UTC, and year 999 makes no period.
+FIRST_YEAR, LAST_YEAR = 2000, 2199
+YEAR_PATTERN = "2[01][0-9]{2}"
+
+
+@dataclass(frozen=True)
+class InCalendar:
+    """`Annotated[date, InCalendar()]` (see `Day` and `Moment`): a date, or a moment, whose
+    year as written is from FIRST_YEAR to LAST_YEAR. The OpenAPI document does not say so:
+    a pattern beside the format would, but generators of test data then throw away nearly
+    every date they make. The refusal says it instead."""
+
+    def check(self, value: date) -> date:
+        if not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise ValueError(f"expected a year from {FIRST_YEAR} to {LAST_YEAR}")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+
+Day = Annotated[date, InCalendar()]
+Moment = Annotated[AwareDatetime, InCalendar()]  # with its UTC offset
+
+
 @dataclass(frozen=True)
 class DecimalNumber:
     """`Annotated[Decimal, DecimalNumber(...)]`: a decimal with at most `digits` digits before
-    the point, rounded half-even to `places` after it. Read from a JSON number or a string like
-    "1234.50", written as a string; the OpenAPI document states exactly what is accepted, so
-    a client can check a value before it sends it."""
+    the point once rounded half-even to `places` after it. Read from a JSON number or a string
+    like "1234.50", written as a string; the OpenAPI document states what is accepted, so a
+    client can check a value before it sends it."""
 
     digits: int
     places: int
@@ -61,16 +92,15 @@ class DecimalNumber:
         else:
             number = Decimal("NaN")
         limit = Decimal(10) ** self.digits
-        if (
-            not number.is_finite()
-            or not -limit < number < limit
-            or (not self.signed and number < 0)
-        ):
-            raise ValueError(
-                f"expected a number with at most {self.digits} digits before the point"
-                + ("" if self.signed else ", not negative")
-            )
-        return number.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_EVEN)
+        if number.is_finite() and -limit < number < limit and (self.signed or number >= 0):
+            # The limit holds for what is kept: 9999999999999.99995 rounds to 14 digits.
+            rounded = number.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_EVEN)
+            if -limit < rounded < limit:
+                return rounded
+        raise ValueError(
+            f"expected a number with at most {self.digits} digits before the point, once "
+            f"rounded to {self.places} places" + ("" if self.signed else ", not negative")
+        )
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler

@@ -28,9 +28,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from concord import commands
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
 from concord.commands import Answer, CommandContext, Idempotent, etag
-from concord.domain import Actor, Forbidden, NotFound, Rejected
+from concord.domain import Actor, Decider, Forbidden, NotFound, Rejected
 from concord.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
 from concord.problems import (
     PROBLEM_JSON,
@@ -47,6 +48,8 @@ log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 T = TypeVar("T")
+S = TypeVar("S")
+C = TypeVar("C")
 
 
 # --- dependencies -------------------------------------------------------------------------
@@ -130,6 +133,56 @@ def require_manager(caller: Actor) -> None:
         raise Forbidden(f"Only an {ALLIANCE_MANAGER} may change the alliance")
 
 
+class CommandRequest:
+    """A caller's request for a command, as its route holds it: `execute` runs the command
+    on one stream with the request's context and If-Match, and answers it."""
+
+    def __init__(self, request: Request, context: CommandContext, runtime: ServiceRuntime):
+        self.request = request
+        self.context = context
+        self.runtime = runtime
+
+    @property
+    def caller(self) -> Actor:
+        return self.context.actor
+
+    async def execute(
+        self,
+        decider: Decider[S, C],
+        *,
+        stream_id: str,
+        alliance_id: str,
+        command: C,
+        authorize: Callable[[S], None],
+        respond: Callable[[S, int], BaseModel],
+        status_code: int = 200,
+        location: str | None = None,
+    ) -> JSONResponse:
+        result = await commands.execute(
+            self.runtime,
+            self.context,
+            decider,
+            stream_id=stream_id,
+            alliance_id=alliance_id,
+            command=command,
+            authorize=authorize,
+            respond=respond,
+            expected_version=if_match_version(self.request),
+            status_code=status_code,
+            location=location,
+        )
+        return answer(result)
+
+
+def get_command_request(
+    request: Request, context: ContextDep, runtime: RuntimeDep
+) -> CommandRequest:
+    return CommandRequest(request, context, runtime)
+
+
+CommandDep = Annotated[CommandRequest, Depends(get_command_request)]
+
+
 # --- ETags and pagination -----------------------------------------------------------------
 
 
@@ -166,6 +219,42 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise bad_request("The cursor is not one this API gave out")
     return value
+
+
+# How deep a body an operation reads itself (`read_json`) may nest: far more than any of
+# ours needs. Every object or array is a level: `{"events": [{}]}` is 3 deep.
+MAX_JSON_DEPTH = 32
+
+
+def read_json(body: bytes) -> Any:
+    """The JSON of a body an operation reads itself (a signed webhook, whose signature is over
+    the raw bytes), or a 400 problem when it is not JSON or nests deeper than
+    MAX_JSON_DEPTH."""
+    too_deep = bad_request(f"The body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(body)
+    except RecursionError:  # deeper than the parser's recursion reaches: deeper than ours
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("The request body is not valid JSON") from None
+    if _nesting(value) > MAX_JSON_DEPTH:
+        raise too_deep
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """How deep a parsed JSON value nests, found level by level (no recursion), up to just
+    past the limit."""
+    depth, level = 0, [value] if isinstance(value, dict | list) else []
+    while level and depth <= MAX_JSON_DEPTH:
+        depth += 1
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+    return depth
 
 
 # --- middleware ---------------------------------------------------------------------------
@@ -584,6 +673,7 @@ def create_service_app(
 __all__ = [
     "PROBLEM_JSON",
     "CallerDep",
+    "CommandDep",
     "ContextDep",
     "Page",
     "RuntimeDep",
@@ -593,5 +683,6 @@ __all__ = [
     "encode_cursor",
     "etag",
     "if_match_version",
+    "read_json",
     "require_manager",
 ]

@@ -21,6 +21,44 @@ from concord.domain import (
     ScheduleTimer,
 )
 from concord.events import CloudEvent
+from scorecard.domain.benefits import BenefitEntry, BenefitKind, RecordBenefit, WelcomePartner
+from scorecard.domain.events import (
+    EVENT_REGISTRY,
+    EVENTS,
+    BenefitBalanceRestored,
+    BenefitImbalanceDetected,
+    BenefitRecorded,
+    InitiativeLaunched,
+    InitiativeProgressUpdated,
+    KpiActualCorrected,
+    KpiActualMissing,
+    KpiActualRecorded,
+    KpiDefined,
+    KpiRecovered,
+    KpiTargetSet,
+    KpiWentOffTrack,
+    ObjectiveDefined,
+    ObjectivesLinked,
+    OpportunityCreated,
+    OpportunityStageChanged,
+    PartnerWelcomed,
+    ProposalSubmitted,
+    ScorecardEvent,
+    ScorecardOpened,
+    ScorecardThresholdsChanged,
+)
+from scorecard.domain.ingestion import IngestPipeline, ItemVerdict
+from scorecard.domain.initiatives import (
+    InitiativePlan,
+    InitiativeProgress,
+    InitiativeStatus,
+    LaunchInitiative,
+    UpdateInitiativeProgress,
+)
+from scorecard.domain.kpi_numbers import KpiActual, KpiTarget, RecordKpiActual, SetKpiTarget
+from scorecard.domain.kpis import DefineKpi, KpiDefinition
+from scorecard.domain.missing_actuals import NoteMissingActual, timers_for
+from scorecard.domain.opening import ChangeThresholds, OpenScorecard, ScorecardSetup
 from scorecard.domain.periods import (
     Cadence,
     as_seen_in,
@@ -40,64 +78,13 @@ from scorecard.domain.rules import (
     imbalance_index,
     status_of,
 )
-from scorecard.domain.scorecard import (
-    EVENT_REGISTRY,
-    EVENTS,
-    BenefitBalanceRestored,
-    BenefitEntry,
-    BenefitImbalanceDetected,
-    BenefitKind,
-    BenefitRecorded,
-    ChangeThresholds,
-    Command,
-    DefineKpi,
+from scorecard.domain.scorecard import Command, ingest, scorecard, stream_id
+from scorecard.domain.state import Dimension, KpiKind, Scorecard, Visibility
+from scorecard.domain.strategy import (
     DefineObjective,
-    Dimension,
-    IngestPipeline,
-    InitiativeLaunched,
-    InitiativePlan,
-    InitiativeProgress,
-    InitiativeProgressUpdated,
-    InitiativeStatus,
-    ItemVerdict,
-    KpiActual,
-    KpiActualCorrected,
-    KpiActualMissing,
-    KpiActualRecorded,
-    KpiDefined,
-    KpiDefinition,
-    KpiKind,
-    KpiRecovered,
-    KpiTarget,
-    KpiTargetSet,
-    KpiWentOffTrack,
-    LaunchInitiative,
     LinkObjectives,
-    NoteMissingActual,
-    ObjectiveDefined,
     ObjectiveDefinition,
     ObjectiveLink,
-    ObjectivesLinked,
-    OpenScorecard,
-    OpportunityCreated,
-    OpportunityStageChanged,
-    PartnerWelcomed,
-    ProposalSubmitted,
-    RecordBenefit,
-    RecordKpiActual,
-    Scorecard,
-    ScorecardEvent,
-    ScorecardOpened,
-    ScorecardSetup,
-    ScorecardThresholdsChanged,
-    SetKpiTarget,
-    UpdateInitiativeProgress,
-    Visibility,
-    WelcomePartner,
-    ingest,
-    scorecard,
-    stream_id,
-    timers_for,
 )
 
 ANN = Actor("ann", "acme", frozenset({"alliance_manager"}))
@@ -761,6 +748,34 @@ def test_money_in_another_currency_than_its_fed_kpi_is_refused_per_item() -> Non
     assert "kept in EUR" in (result.verdicts[0].reason or "")
     recorded = [e for e in result.events if isinstance(e, KpiActualRecorded)]
     assert [e.actual for e in recorded] == [D(80)]
+
+
+def test_an_item_dated_outside_the_calendar_is_rejected_on_its_own() -> None:
+    """Dates a CRM sends are within 2000-2199: year 1 at +14:00 would overflow as it is placed
+    in UTC, year 999 names no period; either is that item's error, not the batch's."""
+    for at in ("0001-01-01T00:00:00+14:00", "0999-06-01T00:00:00Z", "2200-01-01T00:00:00Z"):
+        with pytest.raises(ValidationError, match="year from 2000 to 2199"):
+            ITEMS.validate_python([counted("proposal.submitted", at)])
+    with pytest.raises(ValidationError, match="year from 2000 to 2199"):
+        ITEMS.validate_python([won("o1", "100", "0999-06-30")])
+
+
+def test_a_stream_holding_an_item_from_year_999_still_defines_its_fed_kpi() -> None:
+    """Before dates were bounded, an item dated 999 was accepted; a KPI fed by its metric
+    could then never be defined (its month read as no date). Such a stream works: the item
+    counts in 0999-06, as it was recorded."""
+    old = ProposalSubmitted(
+        crm_event_id="old",
+        source_org="acme",
+        occurred_at=datetime(999, 6, 1, tzinfo=UTC),
+        account="Bank",
+        opportunity_id=None,
+    )
+    state = scorecard.fold([old], opened())
+    definition = kpi("Proposals", unit="count", feed=Metric.proposals_submitted)
+    events, state = run(state, DefineKpi(uuid4(), definition, PARTNERS, ANN))
+    backfill = [(e.period, e.actual) for e in events if isinstance(e, KpiActualRecorded)]
+    assert backfill == [("0999-06", D(1))]
 
 
 # --- who did it travels in the envelope -------------------------------------------------------

@@ -10,7 +10,7 @@ from concord.clock import SYSTEM_CLOCK, Clock
 from concord.secrets import SealedColumn
 from concord.service import Service
 from scorecard import api, integrations, policies
-from scorecard.domain.scorecard import EVENT_REGISTRY
+from scorecard.domain.events import EVENT_REGISTRY
 from scorecard.projections import ScorecardBoard
 from scorecard.settings import ScorecardSettings
 

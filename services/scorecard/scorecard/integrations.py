@@ -38,12 +38,14 @@ from concord.http import (
     answer,
     context_of,
     inline_schema,
+    read_json,
     require_manager,
 )
 from concord.problems import ProblemError, problem_responses
 from scorecard.api import known_alliance
+from scorecard.domain.ingestion import IngestPipeline
 from scorecard.domain.pipeline import MAX_BATCH, PipelineItem
-from scorecard.domain.scorecard import IngestPipeline, ingest, scorecard, stream_id
+from scorecard.domain.scorecard import ingest, scorecard, stream_id
 
 router = APIRouter(tags=["integrations"])
 TOLERANCE_SECONDS = 300
@@ -395,13 +397,7 @@ def _read_items(body: bytes) -> tuple[list[tuple[int, Any, str]], dict[int, Item
     """The batch's items that read as pipeline events (with a hash of their content), and a
     result for each that does not. Only a body that is not a batch at all is refused whole."""
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ProblemError(
-            400, "bad-request", "Malformed request", "The body is not valid JSON"
-        ) from None
-    try:
-        envelope = _Envelope.model_validate(raw)
+        envelope = _Envelope.model_validate(read_json(body))
     except ValidationError as error:
         raise ProblemError(
             422,

@@ -11,13 +11,9 @@ from concord.events import Recorded
 from concord.membership import CHARTER, PartnerAdded
 from concord.reactions import Reaction
 from concord.timers import DueTimer, Timer
-from scorecard.domain.scorecard import (
-    ACTUAL_DUE,
-    NoteMissingActual,
-    WelcomePartner,
-    scorecard,
-    stream_id,
-)
+from scorecard.domain.benefits import WelcomePartner
+from scorecard.domain.missing_actuals import ACTUAL_DUE, NoteMissingActual
+from scorecard.domain.scorecard import scorecard, stream_id
 
 
 async def _note_missing_actual(tx: commands.Transaction, timer: DueTimer) -> None:

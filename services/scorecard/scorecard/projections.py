@@ -19,8 +19,7 @@ from sqlalchemy.dialects.postgresql import UUID as UUID_TYPE
 from concord.events import Recorded
 from concord.projections import Projection, ReadModel
 from scorecard.domain import periods
-from scorecard.domain.rules import Status
-from scorecard.domain.scorecard import (
+from scorecard.domain.events import (
     EVENT_REGISTRY,
     BenefitRecorded,
     InitiativeLaunched,
@@ -37,6 +36,7 @@ from scorecard.domain.scorecard import (
     ScorecardThresholdsChanged,
     Visibility,
 )
+from scorecard.domain.rules import Status
 
 # Who made a change that nobody made (a status crossing: the change before it caused it).
 NOBODY: Mapping[str, str | None] = {"by_org": None, "by_sub": None}

@@ -249,8 +249,8 @@ async def test_events_stored_at_an_old_version_are_read_upcast_through_a_rebuild
     from uuid import uuid4
 
     from concord.events import CloudEvent
+    from scorecard.domain.events import KpiDefined, KpiTargetSet, ScorecardOpened
     from scorecard.domain.rules import StatusThresholds
-    from scorecard.domain.scorecard import KpiDefined, KpiTargetSet, ScorecardOpened
 
     runtime = services.scorecard_runtime
     alliance_id, kpi_id = uuid4(), uuid4()

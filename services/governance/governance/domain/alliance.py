@@ -6,12 +6,11 @@ Pure: `decide(state, command) -> events` and `evolve(state, event) -> state`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from concord.domain import Actor, Decider, DomainEvent, LongText, Rejected, ShortText
+from concord.domain import Actor, Day, Decider, DomainEvent, LongText, Rejected, ShortText
 from concord.membership import (
     CHARTER_EVENTS,
     AllianceCreated,
@@ -65,7 +64,7 @@ class AgreementVersion(Body):
     text: LongText = Field(
         description="What the alliance does and how partners interact (process, not contract)"
     )
-    effective_from: date
+    effective_from: Day
 
 
 # --- commands -------------------------------------------------------------------------------

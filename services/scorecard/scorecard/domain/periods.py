@@ -11,7 +11,10 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-PERIOD_PATTERN = r"^2[01][0-9]{2}-(0[1-9]|1[0-2]|Q[1-4])$"
+from concord.domain import YEAR_PATTERN
+
+# Years as the kernel's dates have them (2000-2199), so every date a caller sends has a period.
+PERIOD_PATTERN = rf"^{YEAR_PATTERN}-(0[1-9]|1[0-2]|Q[1-4])$"
 Period = Annotated[str, StringConstraints(pattern=PERIOD_PATTERN)]
 
 
@@ -26,8 +29,8 @@ def cadence_of(period: str) -> Cadence:
 
 def period_of(day: date, cadence: Cadence) -> str:
     if cadence is Cadence.quarter:
-        return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
-    return f"{day.year}-{day.month:02d}"
+        return f"{day.year:04d}-Q{(day.month - 1) // 3 + 1}"
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 def months_in(period: str) -> tuple[str, ...]:

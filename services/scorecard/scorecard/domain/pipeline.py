@@ -22,9 +22,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from concord.domain import DecimalNumber, ShortText
+from concord.domain import Day, DecimalNumber, Moment, ShortText
 
 MAX_BATCH = 1000
 
@@ -51,7 +51,7 @@ class _Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: CrmId = Field(description="The CRM's own event id: a re-sent id changes nothing")
-    occurred_at: AwareDatetime
+    occurred_at: Moment
 
 
 class OpportunityCreatedItem(_Item):
@@ -61,7 +61,7 @@ class OpportunityCreatedItem(_Item):
     amount: Money
     currency: Currency
     stage: ShortText
-    close_date: date = Field(description="The expected close date")
+    close_date: Day = Field(description="The expected close date")
 
 
 class OpportunityStageChangedItem(_Item):
@@ -70,7 +70,7 @@ class OpportunityStageChangedItem(_Item):
     stage: ShortText
     amount: Money | None = Field(default=None, description="The amount, if it changed")
     currency: Currency | None = None
-    close_date: date | None = None
+    close_date: Day | None = None
 
 
 class OpportunityClosedWonItem(_Item):
@@ -79,13 +79,13 @@ class OpportunityClosedWonItem(_Item):
     account: ShortText | None = None
     amount: Money
     currency: Currency
-    close_date: date
+    close_date: Day
 
 
 class OpportunityClosedLostItem(_Item):
     type: Literal["opportunity.closed_lost"]
     opportunity_id: CrmId
-    close_date: date
+    close_date: Day
     reason: ShortText | None = None
 
 
@@ -115,4 +115,4 @@ def month_of(moment: date | datetime) -> str:
     """The month a day or moment falls in; a moment is placed by its UTC date."""
     if isinstance(moment, datetime):
         moment = moment.astimezone(UTC)
-    return f"{moment.year}-{moment.month:02d}"
+    return f"{moment.year:04d}-{moment.month:02d}"

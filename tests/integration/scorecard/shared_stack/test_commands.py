@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from concord.db import leadership
 from concord.runtime import ServiceRuntime
-from scorecard.views import CSV_COLUMNS
+from scorecard.views.export import CSV_COLUMNS
 from tests.conftest import auth, charter
 from tests.contract.conftest import assert_problem
 from tests.integration.scorecard.conftest import (

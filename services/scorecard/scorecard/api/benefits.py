@@ -1,0 +1,97 @@
+"""The benefits ledger: recording a benefit a partner gained, reading the ledger page by
+page (shared entries, and the caller's organisation's private ones), and the balance of
+benefits over time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Query
+from starlette.responses import JSONResponse
+
+from concord.http import CallerDep, Page, RuntimeDep, decode_cursor, encode_cursor
+from concord.problems import bad_request
+from scorecard.api import queries
+from scorecard.api.alliances import COMMAND_ERRORS, Commands
+from scorecard.api.board import MinVersion, open_board
+from scorecard.domain.benefits import BenefitEntry, RecordBenefit
+from scorecard.views.benefits import (
+    BalanceHistory,
+    BenefitView,
+    RecordedBenefit,
+    balance_points,
+    benefit_view,
+)
+
+router = APIRouter(prefix="/alliances", tags=["scorecard"])
+
+
+@router.post(
+    "/{alliance_id}/scorecard/benefits",
+    operation_id="scorecard-record-benefit",
+    summary="Record a benefit a partner gained, with its evidence",
+    status_code=201,
+    response_model=RecordedBenefit,
+    responses=COMMAND_ERRORS,
+)
+async def record_benefit(
+    alliance_id: UUID, entry: BenefitEntry, commands: Commands
+) -> JSONResponse:
+    entry_id = uuid4()
+    return await commands.execute(
+        alliance_id,
+        lambda partners: RecordBenefit(entry_id, entry, partners, commands.caller),
+        lambda state, version: RecordedBenefit(id=entry_id, entry=entry, version=version),
+        status_code=201,
+    )
+
+
+@router.get(
+    "/{alliance_id}/scorecard/benefits",
+    operation_id="scorecard-benefits-ledger",
+    summary="The benefits ledger: shared entries, and your organisation's private ones",
+    response_model=Page[BenefitView],
+)
+async def benefits_ledger(
+    alliance_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    min_version: MinVersion = 0,
+) -> Page[BenefitView]:
+    after = decode_cursor(cursor)
+    position = after.get("position") if after else 0
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < 2**31:
+        raise bad_request("The cursor is not one this API gave out")
+    params = {"id": alliance_id, "org": caller.org, "after": position, "limit": limit + 1}
+    await open_board(runtime, alliance_id, caller, min_version)
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(queries.ledger, params)).all()
+    next_cursor = (
+        encode_cursor({"position": rows[limit - 1].position}) if len(rows) > limit else None
+    )
+    return Page[BenefitView](items=[benefit_view(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{alliance_id}/scorecard/balance-of-benefits",
+    operation_id="scorecard-balance-history",
+    summary="The balance of benefits over time: cumulative shares after each period",
+    response_model=BalanceHistory,
+)
+async def balance_history(
+    alliance_id: UUID,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    min_version: MinVersion = 0,
+) -> BalanceHistory:
+    board = await open_board(runtime, alliance_id, caller, min_version)
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(queries.balance, {"id": alliance_id})).all()
+    return BalanceHistory(
+        currency=board.currency,
+        threshold=board.thresholds.imbalance_threshold,
+        points=balance_points(rows, board.partners, board.thresholds),
+    )
