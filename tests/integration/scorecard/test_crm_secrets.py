@@ -121,7 +121,7 @@ async def test_old_credentials_verify_through_a_key_rotation(
         Fernet(SECRETS_KEYS).decrypt(sealed_after.encode())
 
     env = {
-        **process_env(database_url, nats_url),
+        **process_env(database_url, nats_url, "scorecard"),
         "CONCORD_SECRETS_KEYS": f"{new_key},{SECRETS_KEYS}",
     }
     resealed = subprocess.run(
