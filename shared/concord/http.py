@@ -3,6 +3,7 @@ request ids, size limits, bearer auth, ETags, cursor pagination, health and metr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -31,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
 from concord.commands import Answer, CommandContext, Idempotent, etag
 from concord.domain import Actor, Forbidden, NotFound, Rejected
-from concord.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
+from concord.observability import HTTP_METHODS, UNMATCHED, record_http_request, request_id_var
 from concord.problems import (
     PROBLEM_JSON,
     Problem,
@@ -45,7 +46,6 @@ from concord.runtime import ServiceRuntime
 
 log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 T = TypeVar("T")
 
 
@@ -208,11 +208,9 @@ class RequestContext:
         except _BodyTooLarge:
             await self._too_large(scope, send_with_id, request_id)
         finally:
-            route = scope.get("route")
-            path_template = getattr(route, "path", "unmatched")
+            route = getattr(scope.get("route"), "path", UNMATCHED)
             elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(self.service, scope["method"], path_template, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, scope["method"], path_template).observe(elapsed)
+            record_http_request(self.service, scope["method"], route, status, elapsed)
             log.info(
                 "%s %s %s",
                 scope["method"],
@@ -440,7 +438,9 @@ async def readyz(runtime: RuntimeDep) -> Response:
     response_class=PlainTextResponse,  # documents the text exposition format, not JSON
 )
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # Rendering walks every series under the registry's lock: off the event loop, a scrape
+    # never holds up the requests being served.
+    return Response(await asyncio.to_thread(generate_latest), media_type=CONTENT_TYPE_LATEST)
 
 
 # --- the factory --------------------------------------------------------------------------

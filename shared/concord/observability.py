@@ -12,9 +12,12 @@ from prometheus_client import Counter, Gauge, Histogram
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# The route label of a request no route matched: its path is the client's to choose.
+UNMATCHED = "unmatched"
 HTTP_REQUESTS = Counter(
     "concord_http_requests_total",
-    "HTTP requests answered",
+    "HTTP requests answered, by method, route template and status class",
     ["service", "method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
@@ -51,6 +54,15 @@ WORK_PARKED = Gauge(
     "Reaction events and timers parked after failing every attempt, awaiting an operator",
     ["service", "kind"],
 )
+
+
+def record_http_request(service: str, method: str, route: str, status: int, elapsed: float) -> None:
+    """Count an answered request under labels from closed sets only: the client chooses the
+    method and the path, so either one as a label would let anyone add series (and memory,
+    and scrape time) without bound. `route` is a route's template or UNMATCHED."""
+    method = method if method in HTTP_METHODS else "other"
+    HTTP_REQUESTS.labels(service, method, route, f"{status // 100}xx").inc()
+    HTTP_LATENCY.labels(service, method, route).observe(elapsed)
 
 
 class JsonFormatter(logging.Formatter):
