@@ -32,7 +32,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
 from concord.commands import Answer, CommandContext, Idempotent, etag
 from concord.domain import Actor, Forbidden, NotFound, Rejected
-from concord.observability import HTTP_METHODS, UNMATCHED, record_http_request, request_id_var
+from concord.observability import (
+    HTTP_METHODS,
+    UNMATCHED,
+    record_http_request,
+    request_id_var,
+    valid_traceparent,
+)
 from concord.problems import (
     PROBLEM_JSON,
     Problem,
@@ -72,22 +78,19 @@ async def get_caller(
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 CallerDep = Annotated[Actor, Depends(get_caller)]
-# W3C trace context; anything else a client sends is not carried into events.
-TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def context_of(
     request: Request, actor: Actor, runtime: ServiceRuntime, idempotency: Idempotent | None = None
 ) -> CommandContext:
     """A request as the cause of a command: its id is the correlation and the causation, its
-    trace context (when well formed) is carried into the events."""
+    trace context (when valid) is carried into the events."""
     request_id = request_id_var.get() or str(uuid.uuid4())
-    traceparent = request.headers.get("traceparent")
     return CommandContext(
         actor=actor,
         correlation_id=request_id,
         causation_id=request_id,
-        traceparent=traceparent if traceparent and TRACEPARENT.match(traceparent) else None,
+        traceparent=valid_traceparent(request.headers.getlist("traceparent")),
         idempotency=idempotency,
         clock=runtime.clock,
     )
