@@ -35,6 +35,8 @@ class Authenticator:
         self.secret = None if settings.jwt_jwks_url else settings.jwt_secret
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
+        self.leeway = settings.jwt_leeway
+        self.max_lifetime = settings.jwt_max_lifetime
         self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
 
     async def authenticate(self, authorization: str | None) -> Actor:
@@ -44,28 +46,42 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("The Authorization header must be 'Bearer <token>'")
         claims = await self._verify(token.strip())
+        # PyJWT has checked both are integers, and that iat is not in the future.
+        if int(claims["exp"]) - int(claims["iat"]) > self.max_lifetime:
+            raise Unauthorized(
+                f"The bearer token lives longer than {int(self.max_lifetime)} seconds"
+            )
         return actor_from_claims(claims)
 
     async def _verify(self, token: str) -> dict[str, Any]:
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
-            # The audience is checked only where one is configured.
-            options: jwt.types.Options = {
-                "require": ["exp", "sub"],
-                "verify_aud": bool(self.audience),
-            }
-            common: dict[str, Any] = {"issuer": self.issuer, "audience": self.audience}
             if algorithm == "RS256" and self.jwks is not None:
                 key = await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
-                return jwt.decode(token, key.key, algorithms=["RS256"], options=options, **common)
+                return self._decode(token, key.key, algorithm)
             if algorithm == "HS256" and self.secret:
-                return jwt.decode(
-                    token, self.secret, algorithms=["HS256"], options=options, **common
-                )
+                return self._decode(token, self.secret, algorithm)
         except jwt.PyJWTError as error:
             raise Unauthorized(f"The bearer token is not valid: {error}") from error
         raise Unauthorized(
             "The bearer token is signed with an algorithm this service does not accept"
+        )
+
+    def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        # iat is required so that the lifetime can be checked. The issuer and audience are
+        # checked where configured, which production settings insist on.
+        options: jwt.types.Options = {
+            "require": ["exp", "iat", "sub"],
+            "verify_aud": bool(self.audience),
+        }
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            options=options,
+            issuer=self.issuer,
+            audience=self.audience,
+            leeway=self.leeway,
         )
 
 

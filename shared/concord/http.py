@@ -3,6 +3,7 @@ request ids, size limits, bearer auth, ETags, cursor pagination, health and metr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -32,7 +33,13 @@ from concord import commands
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
 from concord.commands import Answer, CommandContext, Idempotent, etag
 from concord.domain import Actor, Decider, Forbidden, NotFound, Rejected
-from concord.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
+from concord.observability import (
+    HTTP_METHODS,
+    UNMATCHED,
+    record_http_request,
+    request_id_var,
+    valid_traceparent,
+)
 from concord.problems import (
     PROBLEM_JSON,
     Problem,
@@ -46,7 +53,6 @@ from concord.runtime import ServiceRuntime
 
 log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 T = TypeVar("T")
 S = TypeVar("S")
 C = TypeVar("C")
@@ -75,22 +81,19 @@ async def get_caller(
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 CallerDep = Annotated[Actor, Depends(get_caller)]
-# W3C trace context; anything else a client sends is not carried into events.
-TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def context_of(
     request: Request, actor: Actor, runtime: ServiceRuntime, idempotency: Idempotent | None = None
 ) -> CommandContext:
     """A request as the cause of a command: its id is the correlation and the causation, its
-    trace context (when well formed) is carried into the events."""
+    trace context (when valid) is carried into the events."""
     request_id = request_id_var.get() or str(uuid.uuid4())
-    traceparent = request.headers.get("traceparent")
     return CommandContext(
         actor=actor,
         correlation_id=request_id,
         causation_id=request_id,
-        traceparent=traceparent if traceparent and TRACEPARENT.match(traceparent) else None,
+        traceparent=valid_traceparent(request.headers.getlist("traceparent")),
         idempotency=idempotency,
         clock=runtime.clock,
     )
@@ -297,11 +300,9 @@ class RequestContext:
         except _BodyTooLarge:
             await self._too_large(scope, send_with_id, request_id)
         finally:
-            route = scope.get("route")
-            path_template = getattr(route, "path", "unmatched")
+            route = getattr(scope.get("route"), "path", UNMATCHED)
             elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(self.service, scope["method"], path_template, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, scope["method"], path_template).observe(elapsed)
+            record_http_request(self.service, scope["method"], route, status, elapsed)
             log.info(
                 "%s %s %s",
                 scope["method"],
@@ -529,7 +530,9 @@ async def readyz(runtime: RuntimeDep) -> Response:
     response_class=PlainTextResponse,  # documents the text exposition format, not JSON
 )
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # Rendering walks every series under the registry's lock: off the event loop, a scrape
+    # never holds up the requests being served.
+    return Response(await asyncio.to_thread(generate_latest), media_type=CONTENT_TYPE_LATEST)
 
 
 # --- the factory --------------------------------------------------------------------------

@@ -74,7 +74,8 @@ PRODUCTION_HEADER = """\
 # PostgreSQL advisory locks; a second worker replica would only stand by, so `replicas:`
 # leaves the workers at 1. R3 JetStream streams (a 3-node NATS cluster with
 # `sync_interval: always`, deploy/k8s/README.md); RS256 tokens from your identity provider's
-# JWKS only: replace the CONCORD_JWT_* values with its own.
+# JWKS only: replace the CONCORD_JWT_* values with its own (a service refuses to start with a
+# JWKS URL but no issuer or audience).
 #
 # The Secret `concord-secrets` is not generated here: create it in the namespace first with
 # CONCORD_DATABASE_URL and CONCORD_SECRETS_KEYS (see deploy/k8s/README.md).
@@ -284,6 +285,9 @@ def production_kustomization(declared: Iterable[Service]) -> dict[str, Any]:
                     "CONCORD_JWT_JWKS_URL=https://login.example.com/.well-known/jwks.json",
                     "CONCORD_JWT_ISSUER=https://login.example.com/",
                     "CONCORD_JWT_AUDIENCE=concord",
+                    # The defaults, stated: allowed clock skew, and the longest token life.
+                    "CONCORD_JWT_LEEWAY=30",
+                    "CONCORD_JWT_MAX_LIFETIME=86400",
                 ],
             }
         ],

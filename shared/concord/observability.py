@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -15,9 +16,12 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # What a log call may add with `extra=`, shown by either format.
 LOG_FIELDS = ("method", "path", "status", "duration_ms", "org")
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# The route label of a request no route matched: its path is the client's to choose.
+UNMATCHED = "unmatched"
 HTTP_REQUESTS = Counter(
     "concord_http_requests_total",
-    "HTTP requests answered",
+    "HTTP requests answered, by method, route template and status class",
     ["service", "method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
@@ -64,6 +68,39 @@ WORK_PARKED = Gauge(
     "Reaction events, timers and projection messages parked, awaiting an operator",
     ["service", "kind"],
 )
+
+
+def record_http_request(service: str, method: str, route: str, status: int, elapsed: float) -> None:
+    """Count an answered request under labels from closed sets only: the client chooses the
+    method and the path, so either one as a label would let anyone add series (and memory,
+    and scrape time) without bound. `route` is a route's template or UNMATCHED."""
+    method = method if method in HTTP_METHODS else "other"
+    HTTP_REQUESTS.labels(service, method, route, f"{status // 100}xx").inc()
+    HTTP_LATENCY.labels(service, method, route).observe(elapsed)
+
+
+# W3C Trace Context (level 1): version-traceid-parentid-flags in lower-case hex.
+TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def valid_traceparent(headers: list[str]) -> str | None:
+    """The trace context a request's `traceparent` headers give, or None when they give no
+    valid one: nothing else may travel into the events, whose envelopes are kept for good.
+    Version ff and all-zero ids are invalid; version 00 is exactly its 55 characters; a
+    later version is read as far as this one defines it, up to a dash (and kept so)."""
+    if len(headers) != 1:
+        return None  # none, or several: W3C counts several as none
+    value = headers[0]
+    match = TRACEPARENT.match(value)
+    if match is None:
+        return None
+    version, trace_id, parent_id = match.groups()
+    rest = value[match.end() :]
+    if version == "ff" or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    if rest and (version == "00" or not rest.startswith("-")):
+        return None
+    return match.group(0)
 
 
 class JsonFormatter(logging.Formatter):

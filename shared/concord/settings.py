@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,11 +29,18 @@ class ServiceSettings(BaseSettings):
     nats_duplicate_window: float = 3600.0
 
     # Production verifies RS256 tokens from a JWKS URL; the embedded default (`make run`)
-    # and tests use an HS256 secret. With a JWKS URL set, the secret is ignored.
+    # and tests use an HS256 secret. With a JWKS URL set, the secret is ignored, and the
+    # issuer and audience must be set (production).
     jwt_secret: str | None = None
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Seconds allowed for the identity provider's clock to differ from ours, on exp, nbf
+    # and iat; up to five minutes, as Kerberos allows.
+    jwt_leeway: float = Field(default=30.0, ge=0, le=300)
+    # The longest a token may live (exp - iat, seconds), so a leaked token does not work
+    # for years; every token must carry iat, as RFC 9068 has access tokens do.
+    jwt_max_lifetime: float = Field(default=24 * 3600.0, gt=0)
 
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
@@ -77,5 +84,12 @@ class ServiceSettings(BaseSettings):
         if not self.jwt_jwks_url and not self.jwt_secret:
             raise ValueError(
                 "set CONCORD_JWT_JWKS_URL (production) or CONCORD_JWT_SECRET (development)"
+            )
+        if self.jwt_jwks_url and not (self.jwt_issuer and self.jwt_audience):
+            # Without them, a token the identity provider signed for any other application
+            # of the same tenant would be let in.
+            raise ValueError(
+                "with CONCORD_JWT_JWKS_URL (production), set CONCORD_JWT_ISSUER and "
+                "CONCORD_JWT_AUDIENCE too: the issuer and audience of Concord's tokens"
             )
         return self

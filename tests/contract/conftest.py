@@ -6,16 +6,40 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
+from concord.devstack import free_port
 from tests.conftest import auth, charter
 
 Counter = Callable[[], Awaitable[int]]
+
+
+@asynccontextmanager
+async def listening(app: FastAPI) -> AsyncIterator[str]:
+    """The app behind a real uvicorn on a free port, on this test's event loop; yields its
+    base URL. Unlike the ASGI transport, requests go through uvicorn's HTTP parser."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            assert not serving.done(), "the server did not start"
+            await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
