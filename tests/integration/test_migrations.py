@@ -22,7 +22,9 @@ from tests.conftest import Stack, fresh_database
 from tests.integration import before_migrations
 
 FIRST = ("kernel_0001", "scorecard_0001")
-HEADS = ("kernel_0002", "scorecard_0002")
+HEADS = ("kernel_0002", "scorecard_0003")
+# What an upgrade from FIRST applies, in order, to reach HEADS.
+AFTER_FIRST = ("kernel_0002", "scorecard_0002", "scorecard_0003")
 ALLIANCE = "6f2c1a7e-0000-4000-8000-000000000001"
 
 
@@ -102,7 +104,7 @@ async def test_a_schema_at_revision_1_is_upgraded_to_head_with_its_data(
 
     head = await runtime.install()
 
-    assert [s.revision for s in head.applied] == list(HEADS)
+    assert [s.revision for s in head.applied] == list(AFTER_FIRST)
     assert head.heads == HEADS and head.adopted == ()
     async with runtime.engine.begin() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scorecard.events"))).scalar() == 3
@@ -158,7 +160,7 @@ async def test_replicas_installing_a_fresh_schema_together_both_start(
     finally:
         for runtime in runtimes:
             await runtime.engine.dispose()
-    assert sorted(len(r.applied) for r in results) == [0, 4]  # one migrated, one found it done
+    assert sorted(len(r.applied) for r in results) == [0, 5]  # one migrated, one found it done
     assert all(r.heads == HEADS for r in results)
 
 
@@ -199,7 +201,7 @@ async def test_a_schema_made_by_the_old_start_up_ddl_is_adopted_and_upgraded(
     adopted = await runtime.install()
 
     assert adopted.adopted == FIRST
-    assert [s.revision for s in adopted.applied] == list(HEADS)
+    assert [s.revision for s in adopted.applied] == list(AFTER_FIRST)
     async with runtime.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM scorecard.events"))).scalar() == 1
         assert not await exists(conn, "scorecard.known_alliances")
@@ -262,7 +264,7 @@ def test_concord_migrate_brings_every_schema_to_head_and_says_what_it_applied(
     monkeypatch.setenv("CONCORD_JWT_SECRET", JWT_SECRET)
     assert cli.main(["migrate"]) == 0
     said = capsys.readouterr().out
-    assert "scorecard: applied scorecard_0002" in said
+    assert "scorecard: applied scorecard_0003" in said
     assert "trust-survey: at kernel_0002\n" in said
     assert cli.main(["migrate", "governance"]) == 0
     said = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("{")]
