@@ -1,8 +1,9 @@
 """The one command path, whoever starts it (an HTTP request, a reaction to an event, a timer):
 
-context -> transaction -> load the stream (the cached state plus newer events)
--> (idempotency claim) -> authorize -> decide -> append events (the outbox) and their timers
--> (remember the answer) -> commit -> wake the relay and the scheduler.
+context -> transaction -> load the stream, or each stream of a view (the cached state plus
+newer events) -> (idempotency claim) -> authorize -> decide -> append events (the outbox)
+and their timers, stream by stream -> (remember the answer) -> commit -> wake the relay and
+the scheduler.
 
 Everything between load and commit is one PostgreSQL transaction, so a crash anywhere
 leaves either all of it or none of it. A reaction's checkpoint and a timer's firing are
@@ -219,24 +220,6 @@ def _lost_a_race(error: DBAPIError) -> bool:
     """PostgreSQL ended the transaction for another one (a deadlock between a command and a
     firing timer, say): nothing of it was written, so it can run again."""
     return getattr(error.orig, "sqlstate", None) in (DEADLOCK_DETECTED, SERIALIZATION_FAILURE)
-
-
-async def in_stream(
-    runtime: ServiceRuntime,
-    context: CommandContext,
-    decider: Decider[S, Any],
-    *,
-    stream_id: str,
-    alliance_id: str | None,
-    handle: Callable[[StreamWrite[S]], Awaitable[T]],
-) -> T:
-    """`handle` on one stream's current state, in one transaction (a batch of CRM events,
-    say, which is more than one decision)."""
-
-    async def work(tx: Transaction) -> T:
-        return await handle(await tx.stream(decider, stream_id, alliance_id))
-
-    return await transaction(runtime, context, work)
 
 
 async def decide_on(
