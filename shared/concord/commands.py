@@ -1,8 +1,9 @@
 """The one command path, whoever starts it (an HTTP request, a reaction to an event, a timer):
 
-context -> transaction -> load the stream (the cached state plus newer events)
--> (idempotency claim) -> authorize -> decide -> append events (the outbox) and their timers
--> (remember the answer) -> commit -> wake the relay and the scheduler.
+context -> transaction -> load the stream, or each stream of a view (the cached state plus
+newer events) -> (idempotency claim) -> authorize -> decide -> append events (the outbox)
+and their timers, stream by stream -> (remember the answer) -> commit -> wake the relay and
+the scheduler.
 
 Everything between load and commit is one PostgreSQL transaction, so a crash anywhere
 leaves either all of it or none of it. A reaction's checkpoint and a timer's firing are
@@ -13,6 +14,7 @@ an `Answer` into a response.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from concord.runtime import ServiceRuntime
 
 S = TypeVar("S")
+V = TypeVar("V")
 C = TypeVar("C")
 T = TypeVar("T")
 RETRIES = 3
@@ -106,7 +109,7 @@ def shown_once_problem(answer: Answer) -> Answer:
     return Answer(409, body, {"Content-Type": PROBLEM_JSON})
 
 
-def etag(version: int) -> str:
+def etag(version: int | Version) -> str:
     return f'"{version}"'
 
 
@@ -242,24 +245,6 @@ def _lost_a_race(error: DBAPIError) -> bool:
     return getattr(error.orig, "sqlstate", None) in (DEADLOCK_DETECTED, SERIALIZATION_FAILURE)
 
 
-async def in_stream(
-    runtime: ServiceRuntime,
-    context: CommandContext,
-    decider: Decider[S, Any],
-    *,
-    stream_id: str,
-    alliance_id: str | None,
-    handle: Callable[[StreamWrite[S]], Awaitable[T]],
-) -> T:
-    """`handle` on one stream's current state, in one transaction (a batch of CRM events,
-    say, which is more than one decision)."""
-
-    async def work(tx: Transaction) -> T:
-        return await handle(await tx.stream(decider, stream_id, alliance_id))
-
-    return await transaction(runtime, context, work)
-
-
 async def decide_on(
     tx: Transaction,
     decider: Decider[S, C],
@@ -284,38 +269,125 @@ async def execute(
     command: C,
     authorize: Callable[[S], None],
     respond: Callable[[S, int], BaseModel],
-    expected_version: int | None = None,
+    expected_version: Version | None = None,
     status_code: int = 200,
     location: str | None = None,
 ) -> Answer:
-    """One command on one stream, answered (see the module docstring)."""
+    """One command on one stream, answered (see the module docstring): a view of one."""
+    return await execute_view(
+        runtime,
+        context,
+        View.of_one(decider),
+        stream_ids=(stream_id,),
+        alliance_id=alliance_id,
+        command=command,
+        authorize=authorize,
+        respond=lambda state, version: respond(state, version.part(0)),
+        expected_version=expected_version,
+        status_code=status_code,
+        location=location,
+    )
+
+
+# --- views: a command decided on several streams at once --------------------------------
+
+VERSION_PATTERN = r"[0-9]{1,9}(\.[0-9]{1,9})?"
+
+
+@dataclass(frozen=True, init=False)
+class Version:
+    """How far a command's view had come: a stream's version, or one per stream of a view
+    (a partner's view of a scorecard: the shared stream's, then its own private one's).
+    Written `12` or `12.3`. A last stream still at 0 is left out, so a view whose second
+    stream is empty reads, and compares, as its first stream alone."""
+
+    parts: tuple[int, ...]
+
+    def __init__(self, *parts: int) -> None:
+        kept = list(parts) or [0]
+        while len(kept) > 1 and kept[-1] == 0:
+            kept.pop()
+        object.__setattr__(self, "parts", tuple(kept))
+
+    def __str__(self) -> str:
+        return ".".join(str(part) for part in self.parts)
+
+    def part(self, index: int) -> int:
+        return self.parts[index] if index < len(self.parts) else 0
+
+    def reached(self, wanted: Version) -> bool:
+        """Every stream is at least where `wanted` says (read-your-writes)."""
+        return all(self.part(i) >= part for i, part in enumerate(wanted.parts))
+
+    @classmethod
+    def parse(cls, text: str) -> Version | None:
+        if re.fullmatch(VERSION_PATTERN, text) is None:
+            return None
+        return cls(*(int(part) for part in text.split(".")))
+
+
+@dataclass(frozen=True)
+class View(Generic[S, V, C]):
+    """A command decided on several streams of one aggregate together: `see` puts their
+    states together as the caller may see them (the shared scorecard and its own private
+    one, never another organisation's), and `decide` gives the events for each stream, in
+    the order of the streams. One stream is the simplest view (`View.of_one`)."""
+
+    decider: Decider[S, Any]
+    see: Callable[[Sequence[S]], V]
+    decide: Callable[[V, C], Sequence[Sequence[DomainEvent]]]
+
+    @staticmethod
+    def of_one(decider: Decider[S, C]) -> View[S, S, C]:
+        return View(decider, lambda states: states[0], lambda s, c: [decider.decide(s, c)])
+
+
+async def execute_view(
+    runtime: ServiceRuntime,
+    context: CommandContext,
+    view: View[S, V, C],
+    *,
+    stream_ids: Sequence[str],
+    alliance_id: str,
+    command: C,
+    authorize: Callable[[V], None],
+    respond: Callable[[V, Version], BaseModel],
+    expected_version: Version | None = None,
+    status_code: int = 200,
+    location: str | None = None,
+) -> Answer:
+    """One command on the view of `stream_ids`, loaded and appended to in one transaction,
+    answered with the view's version as its ETag (see the module docstring)."""
     idempotent = context.idempotency
     idempotency = _idempotency(runtime.schema)
 
-    async def handle(write: StreamWrite[S]) -> Answer:
+    async def work(tx: Transaction) -> Answer:
+        writes = [await tx.stream(view.decider, s, alliance_id) for s in stream_ids]
         if idempotent is not None:
-            replay = await idempotency.claim(write.conn, idempotent)
+            replay = await idempotency.claim(tx.conn, idempotent)
             if replay is not None:
                 return replay
-        authorize(write.state)
-        if expected_version is not None and expected_version != write.version:
+        seen = view.see([write.state for write in writes])
+        authorize(seen)
+        version = Version(*(write.version for write in writes))
+        if expected_version is not None and expected_version != version:
             # On a retry after a concurrent append, a stale If-Match fails here.
             raise precondition_failed(
-                f"It is at version {write.version}, not {expected_version}: read it again"
+                f"It is at version {version}, not {expected_version}: read it again"
             )
-        state = await write.append(decider.decide(write.state, command))
-        body = respond(state, write.version).model_dump(mode="json")
-        headers = {"ETag": etag(write.version)}
+        for write, events in zip(writes, view.decide(seen, command), strict=True):
+            await write.append(events)
+        version = Version(*(write.version for write in writes))
+        seen = view.see([write.state for write in writes])
+        headers = {"ETag": etag(version)}
         if location is not None:
             headers["Location"] = location
-        answer = Answer(status_code, body, headers)
+        answer = Answer(status_code, respond(seen, version).model_dump(mode="json"), headers)
         if idempotent is not None:
-            await idempotency.remember(write.conn, idempotent, answer)
+            await idempotency.remember(tx.conn, idempotent, answer)
         return answer
 
-    return await in_stream(
-        runtime, context, decider, stream_id=stream_id, alliance_id=alliance_id, handle=handle
-    )
+    return await transaction(runtime, context, work)
 
 
 async def remembered(

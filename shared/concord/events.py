@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from concord.domain import Actor, DomainEvent
 
@@ -50,6 +50,9 @@ class CloudEvent(BaseModel):
     # Concord itself (a reaction or a timer, named in `actorsub`).
     actorsub: str | None = None
     actororg: str | None = None
+    # The organisation an event on a private stream is kept for (absent on shared streams):
+    # whatever delivers events to people delivers this one to that organisation only.
+    privateto: str | None = Field(default=None, exclude_if=lambda org: org is None)
 
     @property
     def actor(self) -> Actor | None:
@@ -85,6 +88,22 @@ class CloudEvent(BaseModel):
         if match is None:
             raise ValueError(f"not a Concord event type: {self.type}")
         return match.groupdict()
+
+
+# A stream one organisation keeps to itself is named after the stream it belongs beside:
+# `<stream id>/private/<org>`. Neither a stream id nor an organisation's id has a slash.
+PRIVATE_SEPARATOR = "/private/"
+
+
+def private_stream(stream_id: str, org: str) -> str:
+    """The stream beside `stream_id` that only `org` may see."""
+    return f"{stream_id}{PRIVATE_SEPARATOR}{org}"
+
+
+def private_to(stream_id: str) -> str | None:
+    """The organisation a stream is private to, or None for a stream every partner sees."""
+    _, separator, org = stream_id.partition(PRIVATE_SEPARATOR)
+    return org if separator else None
 
 
 def event_type(service: str, event: type[DomainEvent]) -> str:
@@ -171,6 +190,7 @@ class EventRegistry:
             traceparent=traceparent,
             actorsub=actor.sub if actor else None,
             actororg=(actor.org or None) if actor else None,
+            privateto=private_to(stream_id),
         )
 
     def knows(self, cloud_event: CloudEvent) -> bool:
@@ -231,3 +251,7 @@ class Recorded(Generic[E]):
     @property
     def actor(self) -> Actor | None:
         return self.envelope.actor
+
+    @property
+    def private_to(self) -> str | None:
+        return self.envelope.privateto

@@ -31,7 +31,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from concord import commands
 from concord.auth import ALLIANCE_MANAGER, Unauthorized
-from concord.commands import Answer, CommandContext, Idempotent, etag
+from concord.commands import (
+    VERSION_PATTERN,
+    Answer,
+    CommandContext,
+    Idempotent,
+    Version,
+    View,
+    etag,
+)
 from concord.domain import Actor, Decider, Forbidden, NotFound, Rejected
 from concord.observability import (
     HTTP_METHODS,
@@ -55,6 +63,7 @@ log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 T = TypeVar("T")
 S = TypeVar("S")
+V = TypeVar("V")
 C = TypeVar("C")
 
 
@@ -138,7 +147,8 @@ def require_manager(caller: Actor) -> None:
 
 class CommandRequest:
     """A caller's request for a command, as its route holds it: `execute` runs the command
-    on one stream with the request's context and If-Match, and answers it."""
+    on one stream (`execute_view` on several) with the request's context and If-Match, and
+    answers it."""
 
     def __init__(self, request: Request, context: CommandContext, runtime: ServiceRuntime):
         self.request = request
@@ -161,11 +171,35 @@ class CommandRequest:
         status_code: int = 200,
         location: str | None = None,
     ) -> JSONResponse:
-        result = await commands.execute(
+        return await self.execute_view(
+            View.of_one(decider),
+            stream_ids=(stream_id,),
+            alliance_id=alliance_id,
+            command=command,
+            authorize=authorize,
+            respond=lambda state, version: respond(state, version.part(0)),
+            status_code=status_code,
+            location=location,
+        )
+
+    async def execute_view(
+        self,
+        view: View[S, V, C],
+        *,
+        stream_ids: Sequence[str],
+        alliance_id: str,
+        command: C,
+        authorize: Callable[[V], None],
+        respond: Callable[[V, Version], BaseModel],
+        status_code: int = 200,
+        location: str | None = None,
+    ) -> JSONResponse:
+        """`execute` on a view of several streams: its ETag and If-Match are the view's."""
+        result = await commands.execute_view(
             self.runtime,
             self.context,
-            decider,
-            stream_id=stream_id,
+            view,
+            stream_ids=stream_ids,
             alliance_id=alliance_id,
             command=command,
             authorize=authorize,
@@ -189,17 +223,19 @@ CommandDep = Annotated[CommandRequest, Depends(get_command_request)]
 # --- ETags and pagination -----------------------------------------------------------------
 
 
-def if_match_version(request: Request) -> int | None:
-    """The stream version an If-Match header expects, or None when there is none (or `*`)."""
+def if_match_version(request: Request) -> Version | None:
+    """The version an If-Match header expects (a stream's, or a view's: `"12.3"`), or None
+    when there is none (or `*`)."""
     value = request.headers.get("if-match")
     if value is None or value.strip() == "*":
         return None
-    match = re.fullmatch(r'\s*(?:W/)?"(\d{1,9})"\s*', value)
-    if match is None:
+    match = re.fullmatch(rf'\s*(?:W/)?"({VERSION_PATTERN})"\s*', value)
+    version = Version.parse(match.group(1)) if match else None
+    if version is None:
         raise ProblemError(
             412, "precondition-failed", "Precondition failed", 'If-Match must be an ETag like "3"'
         )
-    return int(match.group(1))
+    return version
 
 
 class Page(BaseModel, Generic[T]):
@@ -553,10 +589,11 @@ IF_MATCH = {
     "required": False,
     "description": "The ETag you last read; the command is refused (412) if the alliance "
     "has changed since.",
-    "schema": {"type": "string", "pattern": '^(W/)?"[0-9]{1,9}"$'},
+    "schema": {"type": "string", "pattern": f'^(W/)?"{VERSION_PATTERN}"$'},
 }
 ETAG = {
-    "description": "The alliance's version after this change, for the next If-Match",
+    "description": "The alliance's version after this change, for the next If-Match: one "
+    'number ("12"), or the shared and your private version of a view of both ("12.3")',
     "schema": {"type": "string"},
 }
 
@@ -680,6 +717,7 @@ __all__ = [
     "ContextDep",
     "Page",
     "RuntimeDep",
+    "Version",
     "answer",
     "create_service_app",
     "decode_cursor",

@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from concord.db import checked_schema
 from concord.domain import DomainEvent, NotFound, OrgId, ShortText
@@ -187,6 +188,7 @@ class Alliances(Projection):
                WHERE alliance_id = :id AND partner_orgs @> ARRAY[CAST(:org AS text)]
                  AND version >= :min_version"""
         ).columns(goals=JSONB, partners=JSONB, executive_sponsors=JSONB)
+        self._partner_orgs = text(f"SELECT partner_orgs FROM {t} WHERE alliance_id = :id")
         self.of_org = text(
             f"""SELECT alliance_id, name, partner_orgs, created_at, version FROM {t}
                WHERE partner_orgs @> ARRAY[CAST(:org AS text)]
@@ -237,6 +239,12 @@ class Alliances(Projection):
             self._touched,
             {"id": event.allianceid, "version": event.streamversion, "at": event.time},
         )
+
+    async def partners(self, conn: AsyncConnection, alliance_id: UUID | str) -> tuple[str, ...]:
+        """The alliance's partner organisations as governance says now (none if unknown), for
+        Concord's own work on every partner's behalf; a caller's reads go through `known`."""
+        row = (await conn.execute(self._partner_orgs, {"id": alliance_id})).first()
+        return tuple(row.partner_orgs) if row else ()
 
     async def known(
         self,

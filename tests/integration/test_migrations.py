@@ -22,9 +22,9 @@ from tests.conftest import Stack, fresh_database
 from tests.integration import before_migrations
 
 FIRST = ("kernel_0001", "scorecard_0001")
-HEADS = ("kernel_0003", "scorecard_0003")
-# from FIRST to HEADS
-UPGRADES = ("kernel_0002", "kernel_0003", "scorecard_0002", "scorecard_0003")
+HEADS = ("kernel_0003", "scorecard_0004")
+# What an upgrade from FIRST applies, in order, to reach HEADS.
+UPGRADES = ("kernel_0002", "kernel_0003", "scorecard_0002", "scorecard_0003", "scorecard_0004")
 ALLIANCE = "6f2c1a7e-0000-4000-8000-000000000001"
 # What the revisions after the start-up DDL's day made in governance's schema.
 AFTER_START_UP_DDL = (
@@ -166,7 +166,7 @@ async def test_replicas_installing_a_fresh_schema_together_both_start(
     finally:
         for runtime in runtimes:
             await runtime.engine.dispose()
-    assert sorted(len(r.applied) for r in results) == [0, 6]  # one migrated, one found it done
+    assert sorted(len(r.applied) for r in results) == [0, 7]  # one migrated, one found it done
     assert all(r.heads == HEADS for r in results)
 
 
@@ -273,7 +273,7 @@ def test_concord_migrate_brings_every_schema_to_head_and_says_what_it_applied(
     monkeypatch.setenv("CONCORD_SECRETS_KEYS", SECRETS_KEYS)
     assert cli.main(["migrate"]) == 0
     said = capsys.readouterr().out
-    assert "scorecard: applied scorecard_0003" in said
+    assert "scorecard: applied scorecard_0004" in said
     assert "trust-survey: at kernel_0003\n" in said
     assert cli.main(["migrate", "governance"]) == 0
     said = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("{")]

@@ -44,8 +44,10 @@ from concord.http import (
 from concord.problems import ProblemError, problem_responses
 from scorecard.api import known_alliance
 from scorecard.domain.ingestion import IngestPipeline
+from scorecard.domain.partner_view import PartnerView, ingest, private_stream_id
 from scorecard.domain.pipeline import MAX_BATCH, PipelineItem
-from scorecard.domain.scorecard import ingest, scorecard, stream_id
+from scorecard.domain.scorecard import scorecard, stream_id
+from scorecard.views.versions import Versioned
 
 router = APIRouter(tags=["integrations"])
 TOLERANCE_SECONDS = 300
@@ -196,12 +198,14 @@ class ItemResult(BaseModel):
     errors: list[ItemError] = []
 
 
-class IngestionReport(BaseModel):
+class IngestionReport(Versioned):
+    """After the batch: the pipeline is on the shared scorecard (`version`), the actuals of
+    the organisation's private KPIs it feeds on its private one (`private_version`)."""
+
     received: int
     accepted: int
     duplicates: int
     rejected: int
-    version: int = Field(description="The scorecard's version after this batch")
     results: list[ItemResult]
 
 
@@ -303,8 +307,11 @@ async def ingest_crm_events(
     items, results = _read_items(body)
     by = Actor(sub=f"crm:{credential}", org=org)
 
-    async def handle(write: commands.StreamWrite[Any]) -> IngestionReport:
-        conn = write.conn
+    async def handle(tx: commands.Transaction) -> IngestionReport:
+        # The organisation's view: the shared scorecard and its own private one (ADR 0009).
+        shared = await tx.stream(scorecard, stream_id(alliance_id), str(alliance_id))
+        private = await tx.stream(scorecard, private_stream_id(alliance_id, org), str(alliance_id))
+        conn = tx.conn
         await conn.execute(
             _forget_deliveries, {"key_id": credential, "keep": TOLERANCE_SECONDS * 2}
         )
@@ -340,8 +347,12 @@ async def ingest_crm_events(
                 else:
                     ids_now.add(item.id)
                     now.append(entry)
-            outcome = ingest(write.state, IngestPipeline(tuple(i for _, i, _ in now), org, by))
-            await write.append(outcome.events, folded=outcome.state)
+            batch = IngestPipeline(tuple(i for _, i, _ in now), org, by)
+            outcome = ingest(PartnerView(shared.state, private.state), batch)
+            for write, events, state in zip(
+                (shared, private), outcome.events, outcome.states, strict=True
+            ):
+                await write.append(events, folded=state)
             for (index, item, content_hash), verdict in zip(now, outcome.verdicts, strict=True):
                 if verdict.accepted:
                     results[index] = ItemResult(index=index, id=item.id, status="accepted")
@@ -367,18 +378,12 @@ async def ingest_crm_events(
             accepted=sum(r.status == "accepted" for r in ordered),
             duplicates=sum(r.status == "duplicate" for r in ordered),
             rejected=sum(r.status == "rejected" for r in ordered),
-            version=write.version,
+            version=shared.version,
+            private_version=private.version,
             results=ordered,
         )
 
-    report = await commands.in_stream(
-        runtime,
-        context_of(request, by, runtime),
-        scorecard,
-        stream_id=stream_id(alliance_id),
-        alliance_id=str(alliance_id),
-        handle=handle,
-    )
+    report = await commands.transaction(runtime, context_of(request, by, runtime), handle)
     return JSONResponse(report.model_dump(mode="json"))
 
 

@@ -3,7 +3,13 @@ are the kernel's projection of governance's charter events: `concord.membership`
 holds the balance of benefits too, so one version says how far every part of a scorecard
 read has caught up.
 
-Every `apply` uses only the event (its time, never now()), so a rebuild writes the same rows.
+Every `apply` uses only the event (its time, never now()) and the rows earlier events wrote,
+so a rebuild writes the same rows.
+
+A partner's private scorecard (ADR 0009) moves only that partner's `private_scorecards` row,
+never the shared version; its rows carry where they came from (`private_to`, and a private
+position after the shared version they were read at), so a private row never shifts a shared
+one's place.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from scorecard.domain.events import (
     KpiTargetSet,
     KpiWentOffTrack,
     ObjectiveDefined,
+    ObjectiveMeasuredPrivately,
     ObjectivesLinked,
     ScorecardOpened,
     ScorecardThresholdsChanged,
@@ -40,6 +47,10 @@ from scorecard.domain.rules import Status
 
 # Who made a change that nobody made (a status crossing: the change before it caused it).
 NOBODY: Mapping[str, str | None] = {"by_org": None, "by_sub": None}
+# Where a row falls among the shared rows: a shared row at its version; a private one after
+# the shared version the board had read when it came (its `:position` is NULL).
+POSITION = """coalesce(CAST(:position AS integer),
+    (SELECT version FROM scorecard.scorecards WHERE alliance_id = CAST(:id AS uuid)))"""
 
 
 class ScorecardBoard(Projection):
@@ -54,10 +65,12 @@ class ScorecardBoard(Projection):
     subjects = ("concord.scorecard.scorecard.>",)
     tables = (  # declared in scorecard.tables
         "scorecard.scorecards",
+        "scorecard.private_scorecards",
         "scorecard.kpis",
         "scorecard.kpi_periods",
         "scorecard.kpi_changes",
         "scorecard.objectives",
+        "scorecard.objective_private_kpis",
         "scorecard.objective_links",
         "scorecard.initiatives",
         "scorecard.initiative_progress",
@@ -77,13 +90,19 @@ class ScorecardBoard(Projection):
         """UPDATE scorecard.scorecards SET version = :version
            WHERE alliance_id = :id AND version < :version"""
     )
+    _private_version = text(
+        """INSERT INTO scorecard.private_scorecards (alliance_id, org_id, version)
+           VALUES (:id, :private_to, :version)
+           ON CONFLICT (alliance_id, org_id) DO UPDATE SET version = excluded.version
+           WHERE private_scorecards.version < excluded.version"""
+    )
     _kpi = text(
-        """INSERT INTO scorecard.kpis (alliance_id, kpi_id, position, name, description,
-               dimension, kind, unit, currency, good_direction, owner_org, visibility, cadence,
-               headline, feed, defined_at)
-           VALUES (:id, :kpi_id, :version, :name, :description, :dimension, :kind, :unit,
-               :currency, :good_direction, :owner_org, :visibility, :cadence, :headline, :feed,
-               :at)
+        f"""INSERT INTO scorecard.kpis (alliance_id, kpi_id, position, private_position, name,
+               description, dimension, kind, unit, currency, good_direction, owner_org,
+               visibility, cadence, headline, feed, defined_at)
+           VALUES (:id, :kpi_id, {POSITION}, :private_position, :name, :description,
+               :dimension, :kind, :unit, :currency, :good_direction, :owner_org, :visibility,
+               :cadence, :headline, :feed, :at)
            ON CONFLICT DO NOTHING"""
     )
     _target = text(
@@ -102,10 +121,10 @@ class ScorecardBoard(Projection):
                          updated_at = excluded.updated_at"""
     )
     _change = text(
-        """INSERT INTO scorecard.kpi_changes (alliance_id, stream_version, kpi_id, period,
-               change, old_value, new_value, status, source, note, by_org, by_sub, at)
-           VALUES (:id, :version, :kpi_id, :period, :change, :old, :new, :status, :source,
-               :note, :by_org, :by_sub, :at)
+        """INSERT INTO scorecard.kpi_changes (alliance_id, private_to, stream_version, kpi_id,
+               period, change, old_value, new_value, status, source, note, by_org, by_sub, at)
+           VALUES (:id, :private_to, :version, :kpi_id, :period, :change, :old, :new, :status,
+               :source, :note, :by_org, :by_sub, :at)
            ON CONFLICT DO NOTHING"""
     )
     _objective = text(
@@ -113,6 +132,11 @@ class ScorecardBoard(Projection):
                (alliance_id, objective_id, position, name, description, dimension, kpi_ids)
            VALUES (:id, :objective_id, :version, :name, :description, :dimension, :kpi_ids)
            ON CONFLICT DO NOTHING"""
+    ).bindparams(bindparam("kpi_ids", type_=ARRAY(UUID_TYPE)))
+    _measured_privately = text(
+        """INSERT INTO scorecard.objective_private_kpis
+               (alliance_id, objective_id, org_id, kpi_ids)
+           VALUES (:id, :objective_id, :private_to, :kpi_ids) ON CONFLICT DO NOTHING"""
     ).bindparams(bindparam("kpi_ids", type_=ARRAY(UUID_TYPE)))
     _link = text(
         """INSERT INTO scorecard.objective_links (alliance_id, cause_id, effect_id, position)
@@ -134,11 +158,11 @@ class ScorecardBoard(Projection):
            ON CONFLICT DO NOTHING"""
     )
     _benefit = text(
-        """INSERT INTO scorecard.benefits (alliance_id, entry_id, position, partner_org, kind,
-               amount, currency, period, period_order, evidence, visibility, by_org, by_sub,
-               recorded_at)
-           VALUES (:id, :entry_id, :version, :partner_org, :kind, :amount, :currency, :period,
-               :order, :evidence, :visibility, :by_org, :by_sub, :at)
+        f"""INSERT INTO scorecard.benefits (alliance_id, entry_id, position, private_position,
+               partner_org, kind, amount, currency, period, period_order, evidence, visibility,
+               by_org, by_sub, recorded_at)
+           VALUES (:id, :entry_id, {POSITION}, :private_position, :partner_org, :kind, :amount,
+               :currency, :period, :order, :evidence, :visibility, :by_org, :by_sub, :at)
            ON CONFLICT DO NOTHING"""
     )
 
@@ -157,10 +181,15 @@ class ScorecardBoard(Projection):
     )
 
     async def apply(self, model: ReadModel, recorded: Recorded[Any]) -> None:
+        private_to = recorded.private_to
         common = {
             "id": recorded.alliance_id,
             "version": recorded.stream_version,
             "at": recorded.time,
+            "private_to": private_to or "",
+            # A shared row's place is its version; a private one's, after the shared rows.
+            "position": None if private_to else recorded.stream_version,
+            "private_position": recorded.stream_version if private_to else 0,
         }
         match recorded.event:
             case ScorecardOpened() as e:
@@ -196,6 +225,11 @@ class ScorecardBoard(Projection):
                         "kpi_ids": e.kpi_ids,
                     },
                 )
+            case ObjectiveMeasuredPrivately() as e:
+                model.write(
+                    self._measured_privately,
+                    {**common, "objective_id": e.objective_id, "kpi_ids": e.kpi_ids},
+                )
             case ObjectivesLinked() as e:
                 model.write(
                     self._link, {**common, "cause_id": e.cause_id, "effect_id": e.effect_id}
@@ -218,8 +252,8 @@ class ScorecardBoard(Projection):
             case BenefitRecorded() as e:
                 self._benefit_recorded(model, common, recorded, e)
         # Everything else (a balance crossing, a missing actual, a partner welcomed, the
-        # pipeline) shows only as the scorecard's version.
-        model.write(self._version, common)
+        # pipeline, thresholds adopted) shows only as the scorecard's version.
+        model.write(self._private_version if private_to else self._version, common)
 
     def _numbers(
         self,

@@ -39,6 +39,14 @@ def _required(name: str, type_: Any) -> Column[Any]:
     return Column(name, type_, nullable=False)
 
 
+def _private_position() -> Column[Any]:
+    """A row's place among the rows of the same position (the shared scorecard's version
+    when it was read): 0 for a shared row, the private scorecard's version for a private
+    one, so a partner's own private rows fall in among the shared ones in the order they
+    came, and the shared rows' places never depend on anyone's private ones."""
+    return Column("private_position", Integer, nullable=False, server_default=text("0"))
+
+
 def add_scorecard_tables(metadata: MetaData) -> None:
     Table(
         "scorecards",
@@ -68,6 +76,7 @@ def add_scorecard_tables(metadata: MetaData) -> None:
         _required("headline", Boolean),
         Column("feed", Text),
         _at("defined_at"),
+        _private_position(),
         PrimaryKeyConstraint("alliance_id", "kpi_id"),
     )
     Table(
@@ -99,8 +108,19 @@ def add_scorecard_tables(metadata: MetaData) -> None:
         Column("by_org", Text),
         Column("by_sub", Text),
         _at("at"),
-        PrimaryKeyConstraint("alliance_id", "stream_version"),
+        # The organisation whose private scorecard the change is on ('' for the shared one).
+        Column("private_to", Text, nullable=False, server_default=text("''")),
+        PrimaryKeyConstraint("alliance_id", "private_to", "stream_version"),
         Index("kpi_changes_by_kpi", "alliance_id", "kpi_id", "stream_version"),
+    )
+    # Each partner's own private scorecard: how far the board has read it (ADR 0009).
+    Table(
+        "private_scorecards",
+        metadata,
+        _required("alliance_id", UUID),
+        _required("org_id", Text),
+        _required("version", Integer),
+        PrimaryKeyConstraint("alliance_id", "org_id"),
     )
     Table(
         "objectives",
@@ -113,6 +133,16 @@ def add_scorecard_tables(metadata: MetaData) -> None:
         _required("dimension", Text),
         _required("kpi_ids", ARRAY(UUID)),
         PrimaryKeyConstraint("alliance_id", "objective_id"),
+    )
+    # The private KPIs of one partner that measure a shared objective, shown to it alone.
+    Table(
+        "objective_private_kpis",
+        metadata,
+        _required("alliance_id", UUID),
+        _required("objective_id", UUID),
+        _required("org_id", Text),
+        _required("kpi_ids", ARRAY(UUID)),
+        PrimaryKeyConstraint("alliance_id", "objective_id", "org_id"),
     )
     Table(
         "objective_links",
@@ -171,8 +201,9 @@ def add_scorecard_tables(metadata: MetaData) -> None:
         _required("by_org", Text),
         _required("by_sub", Text),
         _at("recorded_at"),
+        _private_position(),
         PrimaryKeyConstraint("alliance_id", "entry_id"),
-        Index("benefits_in_order", "alliance_id", "position"),
+        Index("benefits_in_order", "alliance_id", "position", "private_position"),
     )
     # Each partner's shared benefits per period; private entries stay out (a share must not
     # reveal what another partner keeps to itself).

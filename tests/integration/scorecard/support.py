@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from concord.bus import stream_name
 from concord.clock import ManualClock
+from concord.events import private_stream
 from concord.runtime import ServiceRuntime
 from governance.settings import GovernanceSettings
 from scorecard.settings import ScorecardSettings
@@ -83,14 +84,20 @@ async def running_services(stack: Stack, pool_size: int = 10) -> AsyncIterator[S
 # --- helpers ---------------------------------------------------------------------------------
 
 
-async def stored_events(services: Services, alliance_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """One scorecard's stream in the event store, in order: (event_type, data)."""
+async def stored_events(
+    services: Services, alliance_id: str, private_to: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """One scorecard's stream in the event store, in order: (event_type, data). The shared
+    stream, or the private one of the organisation `private_to`."""
+    stream = f"scorecard-{alliance_id}"
+    if private_to is not None:
+        stream = private_stream(stream, private_to)
     conn = await asyncpg.connect(services.database_url.replace("postgresql+asyncpg", "postgresql"))
     try:
         rows = await conn.fetch(
             """SELECT event_type, envelope FROM scorecard.events
                WHERE stream_id = $1 ORDER BY stream_version""",
-            f"scorecard-{alliance_id}",
+            stream,
         )
     finally:
         await conn.close()
@@ -142,6 +149,12 @@ def card(page: dict[str, Any], kpi_id: str) -> dict[str, Any]:
     found = [c for c in cards if c["id"] == kpi_id]
     assert len(found) == 1, f"KPI {kpi_id} is shown {len(found)} times"
     return found[0]
+
+
+def through(answer: dict[str, Any]) -> str:
+    """A command's answer as `min_version`: the shared and the caller's private version, to
+    read one's own write on either (the ETag without its quotes)."""
+    return f"{answer['version']}.{answer['private_version']}"
 
 
 def numbers(**values: str | None) -> dict[str, Decimal | None]:

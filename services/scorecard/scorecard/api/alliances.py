@@ -12,11 +12,14 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
+from concord.commands import Version, View
 from concord.domain import Actor
 from concord.http import CallerDep, CommandDep, CommandRequest, RuntimeDep, require_manager
 from concord.membership import KnownAlliance
 from concord.problems import problem_responses
 from concord.runtime import ServiceRuntime
+from scorecard.domain import partner_view
+from scorecard.domain.partner_view import PartnerView, private_stream_id
 from scorecard.domain.scorecard import PartnerCommand, scorecard, stream_id
 from scorecard.domain.state import Scorecard
 
@@ -25,6 +28,9 @@ COMMAND_ERRORS = problem_responses(403, 409, 412)
 # A command that names the alliance's partners (as governance says, now): built once they
 # are known.
 ForPartners = Callable[[tuple[str, ...]], PartnerCommand]
+PARTNER_VIEW: View[Scorecard, PartnerView, PartnerCommand] = View(
+    scorecard, partner_view.see, partner_view.decide
+)
 
 
 async def known_alliance(
@@ -37,7 +43,8 @@ async def known_alliance(
 class ScorecardCommands:
     """A caller's command on an alliance's scorecard, answered with `respond(state, version)`
     after it: `execute` checks the caller's organisation is a partner and the caller an
-    alliance manager, and runs the command on the alliance's stream."""
+    alliance manager, and runs the command on what that organisation may see (the shared
+    scorecard and its own private one, ADR 0009), which is also what its ETag says."""
 
     def __init__(self, call: CommandRequest) -> None:
         self.call = call
@@ -50,19 +57,19 @@ class ScorecardCommands:
         self,
         alliance_id: UUID,
         command: PartnerCommand | ForPartners,
-        respond: Callable[[Scorecard, int], BaseModel],
+        respond: Callable[[Scorecard, Version], BaseModel],
         *,
         status_code: int = 200,
         location: str | None = None,
     ) -> JSONResponse:
         alliance = await known_alliance(self.call.runtime, alliance_id, self.caller)
-        return await self.call.execute(
-            scorecard,
-            stream_id=stream_id(alliance_id),
+        return await self.call.execute_view(
+            PARTNER_VIEW,
+            stream_ids=(stream_id(alliance_id), private_stream_id(alliance_id, self.caller.org)),
             alliance_id=str(alliance_id),
             command=command(alliance.partner_orgs) if callable(command) else command,
-            authorize=lambda state: require_manager(self.caller),
-            respond=respond,
+            authorize=lambda view: require_manager(self.caller),
+            respond=lambda view, version: respond(view.seen, version),
             status_code=status_code,
             location=location,
         )

@@ -23,6 +23,7 @@ from scorecard.views.benefits import (
     balance_points,
     benefit_view,
 )
+from scorecard.views.versions import versions
 
 router = APIRouter(prefix="/alliances", tags=["scorecard"])
 
@@ -42,7 +43,7 @@ async def record_benefit(
     return await commands.execute(
         alliance_id,
         lambda partners: RecordBenefit(entry_id, entry, partners, commands.caller),
-        lambda state, version: RecordedBenefit(id=entry_id, entry=entry, version=version),
+        lambda state, version: RecordedBenefit(id=entry_id, entry=entry, **versions(version)),
         status_code=201,
     )
 
@@ -59,20 +60,30 @@ async def benefits_ledger(
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> Page[BenefitView]:
-    after = decode_cursor(cursor)
-    position = after.get("position") if after else 0
-    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < 2**31:
+    after = decode_cursor(cursor) or {}
+    # The place of the last entry shown: the shared scorecard's version, and for one of your
+    # organisation's private entries its private version (a cursor with none is 0).
+    position, private = after.get("position", 0), after.get("private", 0)
+    if not all(_a_place(p) for p in (position, private)):
         raise bad_request("The cursor is not one this API gave out")
-    params = {"id": alliance_id, "org": caller.org, "after": position, "limit": limit + 1}
+    params = {"id": alliance_id, "org": caller.org, "after": position, "after_private": private}
     await open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(queries.ledger, params)).all()
-    next_cursor = (
-        encode_cursor({"position": rows[limit - 1].position}) if len(rows) > limit else None
-    )
+        rows = (await conn.execute(queries.ledger, {**params, "limit": limit + 1})).all()
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = None
+    if last is not None:
+        place = {"position": last.position}
+        next_cursor = encode_cursor(
+            {**place, "private": last.private_position} if last.private_position else place
+        )
     return Page[BenefitView](items=[benefit_view(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+def _a_place(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 
 @router.get(
@@ -85,7 +96,7 @@ async def balance_history(
     alliance_id: UUID,
     caller: CallerDep,
     runtime: RuntimeDep,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> BalanceHistory:
     board = await open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter
 from starlette.responses import JSONResponse
 
+from concord.commands import Version
 from concord.domain import NotFound
 from concord.http import CallerDep, RuntimeDep
 from scorecard.api import queries
@@ -32,7 +33,7 @@ from scorecard.views.initiatives import (
 router = APIRouter(prefix="/alliances", tags=["scorecard"])
 
 
-def _initiative(initiative_id: UUID) -> Callable[[Scorecard, int], InitiativeState]:
+def _initiative(initiative_id: UUID) -> Callable[[Scorecard, Version], InitiativeState]:
     return lambda state, version: initiative_state(state, initiative_id, version)
 
 
@@ -83,7 +84,7 @@ async def get_initiative(
     caller: CallerDep,
     runtime: RuntimeDep,
     period: PeriodQuery = None,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> InitiativeCard:
     return (
         await initiative_history(alliance_id, initiative_id, caller, runtime, period, min_version)
@@ -102,7 +103,7 @@ async def initiative_history(
     caller: CallerDep,
     runtime: RuntimeDep,
     period: PeriodQuery = None,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> InitiativeHistory:
     params = {"id": alliance_id, "initiative_id": initiative_id}
     await open_board(runtime, alliance_id, caller, min_version)

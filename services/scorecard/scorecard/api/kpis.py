@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter
 from starlette.responses import JSONResponse
 
+from concord.commands import Version
 from concord.domain import NotFound
 from concord.http import CallerDep, RuntimeDep
 from scorecard.api import queries
@@ -26,11 +27,12 @@ from scorecard.views.kpis import (
     kpi_numbers,
     kpi_view,
 )
+from scorecard.views.versions import versions
 
 router = APIRouter(prefix="/alliances", tags=["scorecard"])
 
 
-def _numbers(kpi_id: UUID, period: str) -> Callable[[Scorecard, int], KpiNumbers]:
+def _numbers(kpi_id: UUID, period: str) -> Callable[[Scorecard, Version], KpiNumbers]:
     return lambda state, version: kpi_numbers(state, kpi_id, period, version)
 
 
@@ -49,7 +51,9 @@ async def define_kpi(
     return await commands.execute(
         alliance_id,
         lambda partners: DefineKpi(kpi_id, definition, partners, commands.caller),
-        lambda state, version: DefinedKpi(id=kpi_id, **definition.model_dump(), version=version),
+        lambda state, version: DefinedKpi(
+            id=kpi_id, **definition.model_dump(), **versions(version)
+        ),
         status_code=201,
         location=f"/alliances/{alliance_id}/scorecard/kpis/{kpi_id}",
     )
@@ -96,7 +100,7 @@ async def get_kpi(
     kpi_id: UUID,
     caller: CallerDep,
     runtime: RuntimeDep,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> KpiView:
     await open_board(runtime, alliance_id, caller, min_version)
     params = {"id": alliance_id, "kpi_id": kpi_id, "org": caller.org}
@@ -118,7 +122,7 @@ async def kpi_history(
     kpi_id: UUID,
     caller: CallerDep,
     runtime: RuntimeDep,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> KpiHistory:
     params = {"id": alliance_id, "kpi_id": kpi_id, "org": caller.org}
     board = await open_board(runtime, alliance_id, caller, min_version)

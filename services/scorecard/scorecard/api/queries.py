@@ -18,7 +18,6 @@ INITIATIVE_COLUMNS = (
 PROGRESS_COLUMNS = (
     "initiative_id, stream_version, as_of, completion, status, note, by_org, by_sub, at"
 )
-OBJECTIVE_COLUMNS = "objective_id, position, name, description, dimension, kpi_ids"
 LINK_COLUMNS = "cause_id, effect_id, position"
 CHANGE_COLUMNS = (
     "stream_version, kpi_id, period, change, old_value, new_value, status, source, note, "
@@ -26,20 +25,24 @@ CHANGE_COLUMNS = (
 )
 BENEFIT_COLUMNS = (
     "entry_id, position, partner_org, kind, amount, currency, period, period_order, evidence, "
-    "visibility, by_org, by_sub, recorded_at"
+    "visibility, by_org, by_sub, recorded_at, private_position"
 )
 
 # --- the page: every table of the board, in one snapshot ------------------------------------
 
+# The caller's row: the shared scorecard's, with its own private scorecard's version.
 board = text(
-    """SELECT currency, thresholds, version FROM scorecard.scorecards
-       WHERE alliance_id = :id AND version >= :min_version"""
+    """SELECT s.currency, s.thresholds, s.version, coalesce(p.version, 0) AS private_version
+       FROM scorecard.scorecards s LEFT JOIN scorecard.private_scorecards p
+         ON p.alliance_id = s.alliance_id AND p.org_id = :org
+       WHERE s.alliance_id = :id AND s.version >= :min_version
+         AND coalesce(p.version, 0) >= :min_private"""
 ).columns(thresholds=JSONB)
 kpis = text(
     f"""SELECT {KPI_COLUMNS}
        FROM scorecard.kpis WHERE alliance_id = :id
          AND (visibility = 'shared' OR owner_org = :org)
-       ORDER BY position"""
+       ORDER BY position, private_position"""
 )
 numbers_of_kpis = text(
     """SELECT n.kpi_id, n.period, n.period_order, n.target, n.actual
@@ -58,8 +61,15 @@ balance = text(
     """SELECT period, period_order, partner_org, amount FROM scorecard.benefit_balance
        WHERE alliance_id = :id"""
 )
-objectives = text(f"""SELECT {OBJECTIVE_COLUMNS}
-       FROM scorecard.objectives WHERE alliance_id = :id""")
+# An objective with the KPIs that measure it: the shared ones, and the caller's private ones.
+objectives = text(
+    """SELECT o.objective_id, o.position, o.name, o.description, o.dimension,
+           o.kpi_ids || coalesce(p.kpi_ids, CAST('{}' AS uuid[])) AS kpi_ids
+       FROM scorecard.objectives o LEFT JOIN scorecard.objective_private_kpis p
+         ON p.alliance_id = o.alliance_id AND p.objective_id = o.objective_id
+        AND p.org_id = :org
+       WHERE o.alliance_id = :id"""
+)
 links = text(f"""SELECT {LINK_COLUMNS}
        FROM scorecard.objective_links WHERE alliance_id = :id""")
 
@@ -92,6 +102,6 @@ ledger = text(
     f"""SELECT {BENEFIT_COLUMNS}
        FROM scorecard.benefits
        WHERE alliance_id = :id AND (visibility = 'shared' OR partner_org = :org)
-         AND position > :after
-       ORDER BY position LIMIT :limit"""
+         AND (position, private_position) > (:after, :after_private)
+       ORDER BY position, private_position LIMIT :limit"""
 )

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from sqlalchemy import TextClause
 from starlette.responses import JSONResponse, Response
 
+from concord.commands import Version
 from concord.domain import Actor, NotFound
 from concord.http import CallerDep, RuntimeDep
 from concord.runtime import ServiceRuntime
@@ -21,6 +22,7 @@ from scorecard.api.board import (
     MinVersion,
     PeriodQuery,
     board_of,
+    board_params,
     board_row,
     current_month,
     today,
@@ -35,7 +37,7 @@ from scorecard.views.page import BoardRows, ScorecardPage, ScorecardSummary, pag
 router = APIRouter(prefix="/alliances", tags=["scorecard"])
 
 
-def _summary(org: str) -> Callable[[Scorecard, int], ScorecardSummary]:
+def _summary(org: str) -> Callable[[Scorecard, Version], ScorecardSummary]:
     return lambda state, version: summary(state, org, version)
 
 
@@ -77,18 +79,23 @@ async def change_thresholds(
 
 
 async def _page(
-    runtime: ServiceRuntime, alliance_id: UUID, caller: Actor, period: str | None, min_version: int
+    runtime: ServiceRuntime,
+    alliance_id: UUID,
+    caller: Actor,
+    period: str | None,
+    min_version: str | None,
 ) -> ScorecardPage:
     view_period = period or current_month()
     # Up to the end of the quarter: a quarterly KPI in a month's view shows that quarter.
     through = periods.order(periods.as_seen_in(view_period, periods.Cadence.quarter))
     params = {"id": alliance_id, "org": caller.org, "through": through}
     alliance = await known_alliance(runtime, alliance_id, caller)
-    if min_version and await board_row(runtime, alliance_id, min_version) is None:
+    wanted = board_params(alliance_id, caller, min_version)
+    if min_version and await board_row(runtime, wanted) is None:
         raise NotFound(NO_BOARD)
     # One snapshot for the whole page, so the version it shows is the version of every row.
     async with runtime.snapshot() as conn:
-        row = (await conn.execute(queries.board, {**params, "min_version": 0})).first()
+        row = (await conn.execute(queries.board, board_params(alliance_id, caller, None))).first()
         if row is None:
             raise NotFound(NO_BOARD)
 
@@ -121,7 +128,7 @@ async def scorecard_page(
     caller: CallerDep,
     runtime: RuntimeDep,
     period: PeriodQuery = None,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> ScorecardPage:
     return await _page(runtime, alliance_id, caller, period, min_version)
 
@@ -138,7 +145,7 @@ async def export_csv(
     caller: CallerDep,
     runtime: RuntimeDep,
     period: PeriodQuery = None,
-    min_version: MinVersion = 0,
+    min_version: MinVersion = None,
 ) -> Response:
     page = await _page(runtime, alliance_id, caller, period, min_version)
     filename = f"scorecard-{alliance_id}-{page.period}.csv"

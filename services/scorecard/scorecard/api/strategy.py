@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter
 from starlette.responses import JSONResponse
 
+from concord.commands import Version
 from scorecard.api.alliances import COMMAND_ERRORS, Commands
 from scorecard.domain.state import Scorecard
 from scorecard.domain.strategy import (
@@ -22,7 +23,7 @@ from scorecard.views.strategy import DefinedObjective, defined_objective
 router = APIRouter(prefix="/alliances", tags=["scorecard"])
 
 
-def _objective(objective_id: UUID, org: str) -> Callable[[Scorecard, int], DefinedObjective]:
+def _objective(objective_id: UUID, org: str) -> Callable[[Scorecard, Version], DefinedObjective]:
     return lambda state, version: defined_objective(state, objective_id, org, version)
 
 

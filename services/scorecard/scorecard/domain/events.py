@@ -21,7 +21,11 @@ from scorecard.domain.judgement import (
 from scorecard.domain.kpi_numbers import KpiActualCorrected, KpiActualRecorded, KpiTargetSet
 from scorecard.domain.kpis import KpiDefined
 from scorecard.domain.missing_actuals import KpiActualMissing
-from scorecard.domain.opening import ScorecardOpened, ScorecardThresholdsChanged
+from scorecard.domain.opening import (
+    ScorecardOpened,
+    ScorecardThresholdsChanged,
+    ThresholdsAdopted,
+)
 from scorecard.domain.pipeline_events import (
     KeyAccountAgreed,
     OpportunityCreated,
@@ -32,7 +36,11 @@ from scorecard.domain.pipeline_events import (
     ProposalSubmitted,
 )
 from scorecard.domain.state import Dimension, KpiEvent, KpiKind, ScorecardEvent, Visibility
-from scorecard.domain.strategy import ObjectiveDefined, ObjectivesLinked
+from scorecard.domain.strategy import (
+    ObjectiveDefined,
+    ObjectiveMeasuredPrivately,
+    ObjectivesLinked,
+)
 
 EVENTS: tuple[type[ScorecardEvent], ...] = (
     ScorecardOpened,
@@ -58,6 +66,9 @@ EVENTS: tuple[type[ScorecardEvent], ...] = (
     OpportunityLost,
     ProposalSubmitted,
     KeyAccountAgreed,
+    # Only on a partner's private scorecard (ADR 0009).
+    ThresholdsAdopted,
+    ObjectiveMeasuredPrivately,
 )
 EVENT_REGISTRY = EventRegistry("scorecard")
 EVENT_REGISTRY.register(*EVENTS)
@@ -99,6 +110,7 @@ __all__ = [
     "KpiTargetSet",
     "KpiWentOffTrack",
     "ObjectiveDefined",
+    "ObjectiveMeasuredPrivately",
     "ObjectivesLinked",
     "OpportunityCreated",
     "OpportunityLost",
@@ -110,5 +122,6 @@ __all__ = [
     "ScorecardEvent",
     "ScorecardOpened",
     "ScorecardThresholdsChanged",
+    "ThresholdsAdopted",
     "Visibility",
 ]

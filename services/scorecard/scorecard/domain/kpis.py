@@ -104,8 +104,7 @@ def define_kpi(state: Scorecard, command: DefineKpi) -> list[ScorecardEvent]:
 def _check_definition(
     state: Scorecard, d: KpiDefinition, partners: tuple[str, ...], by: Actor
 ) -> None:
-    if len(state.kpis) >= MAX_KPIS:
-        raise Rejected(f"A scorecard has at most {MAX_KPIS} KPIs")
+    _check_allowance(state, d)
     if d.owner_org not in partners:
         raise Rejected(f"{d.owner_org} is not a partner", field_name="owner_org")
     if d.visibility is Visibility.private and d.owner_org != by.org:
@@ -122,6 +121,22 @@ def _check_definition(
         raise Rejected(f"There is already a KPI named {d.name!r}", field_name="name")
     if d.feed is not None and state.fed_kpi(d.owner_org, d.feed) is not None:
         raise Rejected(f"Another KPI is already fed by {d.feed}", field_name="feed")
+
+
+def _check_allowance(state: Scorecard, d: KpiDefinition) -> None:
+    """At most MAX_KPIS shared KPIs, and MAX_KPIS private ones per partner: what one partner
+    keeps to itself takes nothing from what the others may define (ADR 0009)."""
+    if d.visibility is Visibility.shared:
+        shared = sum(k.visibility is Visibility.shared for k in state.kpis.values())
+        if shared >= MAX_KPIS:
+            raise Rejected(f"A scorecard has at most {MAX_KPIS} shared KPIs")
+        return
+    own = sum(
+        k.visibility is Visibility.private and k.owner_org == d.owner_org
+        for k in state.kpis.values()
+    )
+    if own >= MAX_KPIS:
+        raise Rejected(f"A partner keeps at most {MAX_KPIS} private KPIs on a scorecard")
 
 
 def _reported_before(with_kpi: Scorecard, kpi: Kpi) -> list[ScorecardEvent]:

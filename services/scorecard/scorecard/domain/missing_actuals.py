@@ -12,7 +12,7 @@ from uuid import UUID
 
 from concord.domain import CancelTimer, DomainEvent, ScheduleTimer, TimerChange
 from scorecard.domain.kpi_numbers import KpiActualRecorded, KpiTargetSet, with_numbers
-from scorecard.domain.opening import ScorecardThresholdsChanged
+from scorecard.domain.opening import ScorecardThresholdsChanged, ThresholdsAdopted
 from scorecard.domain.periods import first_instant_after
 from scorecard.domain.rules import StatusThresholds
 from scorecard.domain.state import KpiEvent, Scorecard, ScorecardEvent
@@ -86,7 +86,10 @@ def timers_for(state: Scorecard, events: Sequence[DomainEvent]) -> list[TimerCha
             case KpiActualRecorded(kpi_id=kpi_id, period=period):
                 key = actual_due_key(kpi_id, period)
                 changes[key] = CancelTimer(key)
-            case ScorecardThresholdsChanged(thresholds=now, previous_thresholds=before):
+            case (
+                ScorecardThresholdsChanged(thresholds=now, previous_thresholds=before)
+                | ThresholdsAdopted(thresholds=now, previous_thresholds=before)
+            ):
                 if before is not None and before.actual_grace_days == now.actual_grace_days:
                     continue
                 for kpi_id, period in sorted(state.numbers, key=lambda p: (str(p[0]), p[1])):

@@ -49,7 +49,17 @@ class ScorecardThresholdsChanged(ScorecardEvent):
     previous_thresholds: StatusThresholds | None = None
 
 
-OpeningEvent = ScorecardOpened | ScorecardThresholdsChanged
+class ThresholdsAdopted(ScorecardEvent):
+    """A partner's private scorecard took up the thresholds the partners set on the shared
+    one (ADR 0009), so its private KPIs are judged as every other KPI is."""
+
+    thresholds: StatusThresholds
+    previous_thresholds: StatusThresholds
+
+
+# The events that set the thresholds a scorecard judges by, shared or private.
+ThresholdsSet = ScorecardThresholdsChanged | ThresholdsAdopted
+OpeningEvent = ScorecardOpened | ThresholdsSet
 
 
 def open_scorecard(state: Scorecard, command: OpenScorecard) -> list[ScorecardEvent]:
@@ -76,7 +86,7 @@ def change_thresholds(state: Scorecard, command: ChangeThresholds) -> list[Score
 
 
 def evolve(state: Scorecard, event: OpeningEvent) -> Scorecard:
-    if isinstance(event, ScorecardThresholdsChanged):
+    if isinstance(event, ScorecardThresholdsChanged | ThresholdsAdopted):
         return replace(state, thresholds=event.thresholds)
     return Scorecard(
         alliance_id=event.alliance_id,

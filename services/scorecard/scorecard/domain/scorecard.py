@@ -63,15 +63,27 @@ def stream_id(alliance_id: UUID | str) -> str:
 
 
 def decide(state: Scorecard, command: Command) -> list[ScorecardEvent]:
-    if isinstance(command, OpenScorecard):
-        return opening.open_scorecard(state, command)
-    if isinstance(command, NoteMissingActual | WelcomePartner):
-        return _judged(state, _concord_decides(state, command)) if state.exists else []
-    if not state.exists:
-        raise NotFound(NO_SCORECARD)
+    """A command on one stream's state, judged (a timer's or a reaction's command; a
+    partner's command decides on its view, `partner_view.decide`)."""
     if isinstance(command, IngestPipeline):
         return ingest(state, command).events
-    return _judged(state, _partner_decides(state, command))
+    events = decided(state, command)
+    return events if isinstance(command, OpenScorecard) else judged(state, events)
+
+
+def decided(state: Scorecard, command: Command) -> list[ScorecardEvent]:
+    """What a command decides, before its judgement."""
+    if isinstance(command, OpenScorecard):
+        return opening.open_scorecard(state, command)
+    if isinstance(command, NoteMissingActual):
+        # On a private scorecard too, which is never opened: the KPI is all it needs.
+        return missing_actuals.note_missing_actual(state, command)
+    if isinstance(command, WelcomePartner):
+        return benefits.welcome_partner(state, command) if state.exists else []
+    if not state.exists:
+        raise NotFound(NO_SCORECARD)
+    assert not isinstance(command, IngestPipeline)  # a batch has verdicts: `ingest`
+    return _partner_decides(state, command)
 
 
 def _partner_decides(state: Scorecard, command: PartnerCommand) -> list[ScorecardEvent]:
@@ -97,23 +109,17 @@ def _partner_decides(state: Scorecard, command: PartnerCommand) -> list[Scorecar
     raise TypeError(f"not a scorecard command: {command!r}")
 
 
-def _concord_decides(state: Scorecard, command: ConcordCommand) -> list[ScorecardEvent]:
-    if isinstance(command, NoteMissingActual):
-        return missing_actuals.note_missing_actual(state, command)
-    return benefits.welcome_partner(state, command)
-
-
 def ingest(state: Scorecard, command: IngestPipeline) -> Ingested:
     """A CRM batch: a verdict per item, the accepted items' pipeline events, then the actuals
     of the KPIs the batch moved, with their judgement."""
     if not state.exists:
         raise NotFound(NO_SCORECARD)
     accepted, verdicts, working = ingestion.accept(state, command)
-    judged = _judged(working, ingestion.moved_actuals(state, working))
-    return Ingested(accepted + judged, verdicts, scorecard.fold(judged, working))
+    actuals = judged(working, ingestion.moved_actuals(state, working))
+    return Ingested(accepted + actuals, verdicts, scorecard.fold(actuals, working))
 
 
-def _judged(state: Scorecard, events: list[ScorecardEvent]) -> list[ScorecardEvent]:
+def judged(state: Scorecard, events: list[ScorecardEvent]) -> list[ScorecardEvent]:
     """The decided events, followed by the status and balance crossings they cause."""
     if not events:
         return events
@@ -122,7 +128,11 @@ def _judged(state: Scorecard, events: list[ScorecardEvent]) -> list[ScorecardEve
 
 def evolve(state: Scorecard, event: DomainEvent) -> Scorecard:
     match event:
-        case opening.ScorecardOpened() | opening.ScorecardThresholdsChanged():
+        case (
+            opening.ScorecardOpened()
+            | opening.ScorecardThresholdsChanged()
+            | opening.ThresholdsAdopted()
+        ):
             return opening.evolve(state, event)
         case kpis.KpiDefined():
             return kpis.evolve(state, event)
@@ -134,17 +144,26 @@ def evolve(state: Scorecard, event: DomainEvent) -> Scorecard:
             return kpi_numbers.evolve(state, event)
         case missing_actuals.KpiActualMissing():
             return missing_actuals.evolve(state, event)
-        case strategy.ObjectiveDefined() | strategy.ObjectivesLinked():
+        case (
+            strategy.ObjectiveDefined()
+            | strategy.ObjectivesLinked()
+            | strategy.ObjectiveMeasuredPrivately()
+        ):
             return strategy.evolve(state, event)
         case initiatives.InitiativeLaunched() | initiatives.InitiativeProgressUpdated():
             return initiatives.evolve(state, event)
         case benefits.BenefitRecorded() | benefits.PartnerWelcomed():
             return benefits.evolve(state, event)
-        case judgement.BenefitImbalanceDetected() | judgement.BenefitBalanceRestored():
+        case (
+            judgement.KpiWentOffTrack()
+            | judgement.KpiRecovered()
+            | judgement.BenefitImbalanceDetected()
+            | judgement.BenefitBalanceRestored()
+        ):
             return judgement.evolve(state, event)
         case pipeline_events.PipelineEvent():
             return pipeline_events.evolve(state, event)
-    return state  # a status crossing: derived, it changes nothing it was derived from
+    return state
 
 
 scorecard: Decider[Scorecard, Command] = Decider(

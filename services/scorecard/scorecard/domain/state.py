@@ -134,7 +134,12 @@ class Scorecard:
     numbers: Mapping[tuple[UUID, str], Numbers] = field(default_factory=dict)
     objectives: Mapping[UUID, Objective] = field(default_factory=dict)
     links: frozenset[tuple[UUID, UUID]] = frozenset()
+    # On a private scorecard: the objectives its organisation's private KPIs measure.
+    measured_privately: Mapping[UUID, tuple[UUID, ...]] = field(default_factory=dict)
     initiatives: Mapping[UUID, Initiative] = field(default_factory=dict)
+    # The KPI periods announced off track (and not recovered since): what a crossing is
+    # judged against, whatever thresholds judged them then.
+    off_track: frozenset[tuple[UUID, str]] = frozenset()
     shared_benefits: Mapping[str, Decimal] = field(default_factory=dict)  # per partner
     imbalanced: bool = False
     # A persistent map: each pipeline event adds one opportunity without copying them all.

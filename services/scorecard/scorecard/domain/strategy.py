@@ -63,7 +63,15 @@ class ObjectivesLinked(ScorecardEvent):
     effect_id: UUID
 
 
-StrategyEvent = ObjectiveDefined | ObjectivesLinked
+class ObjectiveMeasuredPrivately(ScorecardEvent):
+    """On a partner's private scorecard: its private KPIs that measure a shared objective,
+    named there and not on the shared scorecard's `ObjectiveDefined` (ADR 0009)."""
+
+    objective_id: UUID
+    kpi_ids: list[UUID]
+
+
+StrategyEvent = ObjectiveDefined | ObjectivesLinked | ObjectiveMeasuredPrivately
 
 
 def define_objective(state: Scorecard, command: DefineObjective) -> list[ScorecardEvent]:
@@ -105,6 +113,9 @@ def link_objectives(state: Scorecard, command: LinkObjectives) -> list[Scorecard
 
 
 def evolve(state: Scorecard, event: StrategyEvent) -> Scorecard:
+    if isinstance(event, ObjectiveMeasuredPrivately):
+        measured = {**state.measured_privately, event.objective_id: tuple(event.kpi_ids)}
+        return replace(state, measured_privately=measured)
     if isinstance(event, ObjectiveDefined):
         objective = Objective(event.objective_id, event.name, tuple(event.kpi_ids))
         return replace(state, objectives={**state.objectives, event.objective_id: objective})

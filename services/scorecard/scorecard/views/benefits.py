@@ -16,12 +16,12 @@ from scorecard.domain import periods
 from scorecard.domain.benefits import BenefitEntry, BenefitKind
 from scorecard.domain.rules import StatusThresholds, imbalance_index, shares
 from scorecard.domain.state import Visibility
+from scorecard.views.versions import Versioned
 
 
-class RecordedBenefit(BaseModel):
+class RecordedBenefit(Versioned):
     id: UUID
     entry: BenefitEntry
-    version: int
 
 
 class BenefitView(BaseModel):

@@ -11,10 +11,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from concord.commands import Version
 from scorecard.domain import periods
 from scorecard.domain.initiatives import InitiativeStatus
 from scorecard.domain.rules import Direction, direction_of
 from scorecard.domain.state import Dimension, Scorecard
+from scorecard.views.versions import Versioned, versions
 
 
 class InitiativeSummary(BaseModel):
@@ -25,10 +27,8 @@ class InitiativeSummary(BaseModel):
     as_of: date | None = Field(description="The progress report shown")
 
 
-class InitiativeState(InitiativeSummary):
+class InitiativeState(InitiativeSummary, Versioned):
     """An initiative as its launch or a progress report answers it: its latest report."""
-
-    version: int
 
 
 class InitiativeCard(InitiativeSummary):
@@ -59,7 +59,7 @@ class InitiativeHistory(BaseModel):
     progress: list[ProgressReport]
 
 
-def initiative_state(state: Scorecard, initiative_id: UUID, version: int) -> InitiativeState:
+def initiative_state(state: Scorecard, initiative_id: UUID, version: Version) -> InitiativeState:
     initiative = state.initiatives[initiative_id]
     return InitiativeState(
         id=initiative_id,
@@ -67,7 +67,7 @@ def initiative_state(state: Scorecard, initiative_id: UUID, version: int) -> Ini
         owner_org=initiative.owner_org,
         completion=initiative.completion,
         as_of=initiative.as_of,
-        version=version,
+        **versions(version),
     )
 
 

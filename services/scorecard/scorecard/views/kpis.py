@@ -11,6 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from concord.commands import Version
 from scorecard.domain import periods
 from scorecard.domain.periods import Cadence
 from scorecard.domain.pipeline import Metric
@@ -24,6 +25,7 @@ from scorecard.domain.rules import (
     status_of,
 )
 from scorecard.domain.state import Dimension, KpiKind, Scorecard, Visibility
+from scorecard.views.versions import Versioned, versions
 
 
 class KpiView(BaseModel):
@@ -42,10 +44,8 @@ class KpiView(BaseModel):
     feed: Metric | None
 
 
-class DefinedKpi(KpiView):
+class DefinedKpi(KpiView, Versioned):
     """A KPI as its definition answers it."""
-
-    version: int
 
 
 class KpiCard(KpiView):
@@ -83,11 +83,10 @@ class SeriesPoint(PeriodNumbers):
     direction: Direction | None
 
 
-class KpiNumbers(PeriodNumbers):
+class KpiNumbers(PeriodNumbers, Versioned):
     """A KPI period's numbers as a target or an actual answers them."""
 
     kpi_id: UUID
-    version: int
 
 
 class KpiChange(BaseModel):
@@ -144,14 +143,14 @@ def kpi_view(row: Any) -> KpiView:
     )
 
 
-def kpi_numbers(state: Scorecard, kpi_id: UUID, period: str, version: int) -> KpiNumbers:
+def kpi_numbers(state: Scorecard, kpi_id: UUID, period: str, version: Version) -> KpiNumbers:
     numbers = state.numbers_of(kpi_id, period)
     good = state.kpis[kpi_id].good_direction
     return KpiNumbers(
         kpi_id=kpi_id,
         period=period,
         **judged(numbers.target, numbers.actual, good, state.thresholds),
-        version=version,
+        **versions(version),
     )
 
 

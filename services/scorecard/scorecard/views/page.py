@@ -11,6 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from concord.commands import Version
 from concord.membership import KnownAlliance
 from scorecard.domain.rules import StatusThresholds
 from scorecard.domain.state import Scorecard
@@ -18,19 +19,19 @@ from scorecard.views.benefits import BalanceOfBenefits, balance_points, balance_
 from scorecard.views.initiatives import InitiativeCard, initiative_card
 from scorecard.views.kpis import ByDimension, KpiCard, kpi_card, kpi_view, series
 from scorecard.views.strategy import StrategyMap, strategy_map
+from scorecard.views.versions import Versioned, versions
 
 
-class ScorecardSummary(BaseModel):
+class ScorecardSummary(Versioned):
     alliance_id: UUID
     currency: str
     thresholds: StatusThresholds
-    kpis: int
+    kpis: int = Field(description="The KPIs your organisation can see")
     objectives: int
     initiatives: int
-    version: int
 
 
-class ScorecardPage(BaseModel):
+class ScorecardPage(Versioned):
     """The one-page scorecard of an alliance for a period."""
 
     alliance_id: UUID
@@ -38,7 +39,6 @@ class ScorecardPage(BaseModel):
     period: str
     currency: str
     thresholds: StatusThresholds
-    version: int
     goals: list[KpiCard] = Field(description="The overall goals (headline KPIs)")
     leading: ByDimension
     lagging: ByDimension
@@ -54,6 +54,7 @@ class Board(BaseModel):
     currency: str
     thresholds: StatusThresholds
     version: int
+    private_version: int  # the caller's organisation's
 
     @property
     def partners(self) -> list[tuple[str, str]]:
@@ -74,7 +75,7 @@ class BoardRows:
     links: Sequence[Any]
 
 
-def summary(state: Scorecard, org: str, version: int) -> ScorecardSummary:
+def summary(state: Scorecard, org: str, version: Version) -> ScorecardSummary:
     assert state.alliance_id is not None
     return ScorecardSummary(
         alliance_id=state.alliance_id,
@@ -83,7 +84,7 @@ def summary(state: Scorecard, org: str, version: int) -> ScorecardSummary:
         kpis=sum(k.visible_to(org) for k in state.kpis.values()),
         objectives=len(state.objectives),
         initiatives=len(state.initiatives),
-        version=version,
+        **versions(version),
     )
 
 
@@ -100,6 +101,7 @@ def page_of(board: Board, rows: BoardRows, view_period: str, today: date) -> Sco
         currency=board.currency,
         thresholds=board.thresholds,
         version=board.version,
+        private_version=board.private_version,
         goals=goals,
         leading=leading,
         lagging=lagging,

@@ -10,7 +10,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from concord.commands import Version
 from scorecard.domain.state import Dimension, Scorecard
+from scorecard.views.versions import Versioned, versions
 
 
 class ObjectiveSummary(BaseModel):
@@ -20,10 +22,8 @@ class ObjectiveSummary(BaseModel):
     drives: list[UUID] = Field(description="The objectives this one is a cause of")
 
 
-class DefinedObjective(ObjectiveSummary):
+class DefinedObjective(ObjectiveSummary, Versioned):
     """An objective as its definition, or a link from it, answers it."""
-
-    version: int
 
 
 class ObjectiveNode(ObjectiveSummary):
@@ -37,7 +37,7 @@ class StrategyMap(BaseModel):
 
 
 def defined_objective(
-    state: Scorecard, objective_id: UUID, org: str, version: int
+    state: Scorecard, objective_id: UUID, org: str, version: Version
 ) -> DefinedObjective:
     objective = state.objectives[objective_id]
     return DefinedObjective(
@@ -45,7 +45,7 @@ def defined_objective(
         name=objective.name,
         drives=sorted((effect for cause, effect in state.links if cause == objective_id), key=str),
         kpi_ids=[k for k in objective.kpi_ids if state.kpis[k].visible_to(org)],
-        version=version,
+        **versions(version),
     )
 
 

@@ -24,6 +24,7 @@ from tests.integration.scorecard.support import (
     names,
     stored_events,
     target,
+    through,
 )
 
 PRIVATE_NAME = "Acme gross margin"
@@ -101,7 +102,7 @@ async def test_a_private_kpi_is_absent_for_the_other_partner(board: Board) -> No
     shared, private = made["shared"]["id"], made["private"]["id"]
     version = made["benefit"]["version"]
 
-    mine = await board.page(period="2026-01", min_version=version)
+    mine = await board.page(period="2026-01", min_version=through(made["benefit"]))
     assert kpi_ids(mine) == [private, shared]
     assert card(mine, private)["status"] == "off_track"
     [objective] = mine["strategy_map"]["objectives"]
@@ -152,18 +153,19 @@ async def test_a_private_benefit_stays_with_its_owner(board: Board, services: Se
     balance of benefits is what the partners share with each other."""
     made = await acme_with_secrets(board)
     secret = made["benefit"]
-    version = secret["version"]
+    # Each reads its own writes: acme its private one too, globex what it may see.
+    versions = {PARTNER_A: through(secret), PARTNER_B: secret["version"]}
 
-    theirs = await board.get("/benefits", PARTNER_B, min_version=version)
+    theirs = await board.get("/benefits", PARTNER_B, min_version=versions[PARTNER_B])
     assert theirs.status_code == 200, theirs.text
     assert [i["visibility"] for i in theirs.json()["items"]] == ["shared", "shared"]
     assert secret["id"] not in theirs.text
     assert "Confidential deal" not in theirs.text
-    mine = (await board.get("/benefits")).json()
+    mine = (await board.get("/benefits", min_version=versions[PARTNER_A])).json()
     assert [i["id"] for i in mine["items"]][-1] == secret["id"]
 
     for org in (PARTNER_A, PARTNER_B):
-        balance = (await board.page(org, period="2026-01", min_version=version))[
+        balance = (await board.page(org, period="2026-01", min_version=versions[org]))[
             "balance_of_benefits"
         ]
         amounts = {
@@ -180,8 +182,12 @@ async def test_a_private_benefit_stays_with_its_owner(board: Board, services: Se
         export = (await board.get("/export.csv", org, period="2026-01")).text
         assert "4321" not in export
 
-    events = await stored_events(services, board.alliance_id)
-    assert names(events)[-1] == "benefit_recorded"  # 4321 for acme alone tipped nothing
+    # 4321 for acme alone is on acme's private scorecard, and tipped nothing
+    private = names(await stored_events(services, board.alliance_id, PARTNER_A))
+    assert [name for name in private if name.startswith("benefit_")] == ["benefit_recorded"]
+    assert names(await stored_events(services, board.alliance_id))[-1] == (
+        "benefit_balance_restored"  # globex's 100 beside acme's shared 100
+    )
 
 
 async def test_the_other_partner_cannot_touch_a_private_kpi(board: Board) -> None:
