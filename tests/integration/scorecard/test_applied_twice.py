@@ -14,7 +14,7 @@ from sqlalchemy import text
 from concord.events import CloudEvent
 from concord.projections import ReadModel
 from concord.runtime import ServiceRuntime
-from scorecard.domain.scorecard import EVENT_REGISTRY
+from scorecard.domain.events import EVENT_REGISTRY
 from tests.conftest import Stack
 from tests.integration.conftest import stored_history
 from tests.integration.scorecard.conftest import PARTNER_A, PARTNER_B, open_board
