@@ -4,17 +4,14 @@ request ids, size limits, bearer auth, ETags, cursor pagination, health and metr
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +36,7 @@ from concord.observability import (
     request_id_var,
     valid_traceparent,
 )
+from concord.pagination import Page, decode_cursor, encode_cursor
 from concord.problems import (
     PROBLEM_JSON,
     Problem,
@@ -52,7 +50,6 @@ from concord.runtime import ServiceRuntime
 
 log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-T = TypeVar("T")
 
 
 # --- dependencies -------------------------------------------------------------------------
@@ -133,42 +130,24 @@ def require_manager(caller: Actor) -> None:
         raise Forbidden(f"Only an {ALLIANCE_MANAGER} may change the alliance")
 
 
-# --- ETags and pagination -----------------------------------------------------------------
+# --- ETags ----------------------------------------------------------------------------------
+
+# One ETag as `etag` writes it (weak or strong: a version is both); servers strip the spaces
+# around a header's value. The document and the check share this.
+ETAG_PATTERN = re.compile(r'(?:W/)?"([0-9]{1,9})"')
 
 
 def if_match_version(request: Request) -> int | None:
-    """The stream version an If-Match header expects, or None when there is none (or `*`)."""
+    """The stream version an If-Match header expects, or None when there is none (or `*`).
+    A value that is not one ETag as IF_MATCH documents is malformed (400): 412 means only
+    that a well-formed ETag no longer matches."""
     value = request.headers.get("if-match")
-    if value is None or value.strip() == "*":
+    if value is None or value == "*":
         return None
-    match = re.fullmatch(r'\s*(?:W/)?"(\d{1,9})"\s*', value)
+    match = ETAG_PATTERN.fullmatch(value)
     if match is None:
-        raise ProblemError(
-            412, "precondition-failed", "Precondition failed", 'If-Match must be an ETag like "3"'
-        )
+        raise bad_request('If-Match must be one ETag, like "3", or *')
     return int(match.group(1))
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = None
-
-
-def encode_cursor(position: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise bad_request("The cursor is not one this API gave out") from error
-    if not isinstance(value, dict):
-        raise bad_request("The cursor is not one this API gave out")
-    return value
 
 
 # --- middleware ---------------------------------------------------------------------------
@@ -462,9 +441,9 @@ IF_MATCH = {
     "name": "If-Match",
     "in": "header",
     "required": False,
-    "description": "The ETag you last read; the command is refused (412) if the alliance "
-    "has changed since.",
-    "schema": {"type": "string", "pattern": '^(W/)?"[0-9]{1,9}"$'},
+    "description": "The ETag you last read (or `*`, any version); the command is refused "
+    "(412) if the alliance has changed since.",
+    "schema": {"type": "string", "pattern": f"^(\\*|{ETAG_PATTERN.pattern})$"},
 }
 ETAG = {
     "description": "The alliance's version after this change, for the next If-Match",
