@@ -20,18 +20,31 @@ from pydantic import (
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic_core import core_schema
 
-# Text a person typed: trimmed, not blank, without U+0000 (PostgreSQL cannot store it). The
-# pattern carries the same rule into the OpenAPI document, so clients can check it first.
-_PRINTED = r"^[^\x00]*[^\x00\s][^\x00]*$"
-ShortText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTED)
-]
-LongText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=_PRINTED)
-]
+# What `strip_whitespace` trims (Unicode White_Space), spelled out: `\s` means other things
+# in other regex dialects (ECMAScript's, which OpenAPI tools use, lacks U+0085; Python's adds
+# U+001C to U+001F), and the document must say exactly what the service accepts.
+_SPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _printed(most: int) -> Any:
+    """Text a person typed: trimmed, then 1 to `most` characters, none U+0000 (PostgreSQL
+    cannot store it). The document gets one pattern that says all of it of the text as sent
+    (a length there would count the spaces that are trimmed), so clients can check first."""
+    edge = rf"[^\x00{_SPACE}]"
+    sent = rf"^[{_SPACE}]*{edge}(?:[^\x00]{{0,{most - 2}}}{edge})?[{_SPACE}]*$"
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=most, pattern=sent),
+        WithJsonSchema({"type": "string", "pattern": sent}),
+    ]
+
+
+ShortText = _printed(200)
+LongText = _printed(4000)
 # An organisation's id, as in its members' tokens (the `org` claim).
 ORG_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 OrgId = Annotated[str, StringConstraints(pattern=ORG_ID_PATTERN, min_length=1, max_length=63)]

@@ -4,8 +4,6 @@ request ids, size limits, bearer auth, ETags, cursor pagination, health and metr
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -14,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +46,7 @@ from concord.observability import (
     request_id_var,
     valid_traceparent,
 )
+from concord.pagination import Page, decode_cursor, encode_cursor
 from concord.problems import (
     PROBLEM_JSON,
     Problem,
@@ -61,7 +60,6 @@ from concord.runtime import ServiceRuntime
 
 log = logging.getLogger("concord.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-T = TypeVar("T")
 S = TypeVar("S")
 V = TypeVar("V")
 C = TypeVar("C")
@@ -220,44 +218,26 @@ def get_command_request(
 CommandDep = Annotated[CommandRequest, Depends(get_command_request)]
 
 
-# --- ETags and pagination -----------------------------------------------------------------
+# --- ETags ----------------------------------------------------------------------------------
+
+# One ETag as `etag` writes it (weak or strong: a version is both), a stream's version or a
+# view's (`"12.3"`); servers strip the spaces around a header's value. The document and the
+# check share this.
+ETAG_PATTERN = re.compile(rf'(?:W/)?"({VERSION_PATTERN})"')
 
 
 def if_match_version(request: Request) -> Version | None:
     """The version an If-Match header expects (a stream's, or a view's: `"12.3"`), or None
-    when there is none (or `*`)."""
+    when there is none (or `*`). A value that is not one ETag as IF_MATCH documents is
+    malformed (400): 412 means only that a well-formed ETag no longer matches."""
     value = request.headers.get("if-match")
-    if value is None or value.strip() == "*":
+    if value is None or value == "*":
         return None
-    match = re.fullmatch(rf'\s*(?:W/)?"({VERSION_PATTERN})"\s*', value)
+    match = ETAG_PATTERN.fullmatch(value)
     version = Version.parse(match.group(1)) if match else None
     if version is None:
-        raise ProblemError(
-            412, "precondition-failed", "Precondition failed", 'If-Match must be an ETag like "3"'
-        )
+        raise bad_request('If-Match must be one ETag, like "3", or *')
     return version
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = None
-
-
-def encode_cursor(position: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise bad_request("The cursor is not one this API gave out") from error
-    if not isinstance(value, dict):
-        raise bad_request("The cursor is not one this API gave out")
-    return value
 
 
 # How deep a body an operation reads itself (`read_json`) may nest: far more than any of
@@ -587,9 +567,9 @@ IF_MATCH = {
     "name": "If-Match",
     "in": "header",
     "required": False,
-    "description": "The ETag you last read; the command is refused (412) if the alliance "
-    "has changed since.",
-    "schema": {"type": "string", "pattern": f'^(W/)?"{VERSION_PATTERN}"$'},
+    "description": "The ETag you last read (or `*`, any version); the command is refused "
+    "(412) if the alliance has changed since.",
+    "schema": {"type": "string", "pattern": f"^(\\*|{ETAG_PATTERN.pattern})$"},
 }
 ETAG = {
     "description": "The alliance's version after this change, for the next If-Match: one "

@@ -17,17 +17,15 @@ from concord.http import (
     ETAG,
     CallerDep,
     ContextDep,
-    Page,
     RuntimeDep,
     answer,
-    decode_cursor,
-    encode_cursor,
     etag,
     if_match_version,
     require_manager,
 )
 from concord.membership import ExecutiveSponsor, PartnerOrganisation
-from concord.problems import bad_request, problem_responses
+from concord.pagination import ID, TIME, Cursor, Page
+from concord.problems import problem_responses
 from governance.domain.alliance import (
     AddPartner,
     AgreementVersion,
@@ -44,6 +42,9 @@ from governance.domain.alliance import (
 
 router = APIRouter(prefix="/alliances", tags=["alliances"])
 COMMAND_ERRORS = problem_responses(403, 409, 412)
+# The alliance list's order: when each was created, then its id.
+IN_ORDER_CREATED = Cursor(TIME, ID)
+FROM_THE_START = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
 
 
 class AgreementView(BaseModel):
@@ -172,20 +173,9 @@ async def list_alliances(
     caller: CallerDep,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, IN_ORDER_CREATED.parameter()] = None,
 ) -> Page[AllianceListItem]:
-    after = decode_cursor(cursor)
-    try:
-        after_time = (
-            datetime.fromisoformat(after["created_at"])
-            if after
-            else datetime.min.replace(tzinfo=UTC)
-        )
-        after_id = UUID(str(after["id"])) if after else UUID(int=0)
-        if after_time.tzinfo is None:
-            raise ValueError("cursor times carry their offset")
-    except (KeyError, ValueError, TypeError):
-        raise bad_request("The cursor is not one this API gave out") from None
+    after_time, after_id = IN_ORDER_CREATED.read(cursor) or FROM_THE_START
     async with runtime.engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -211,7 +201,7 @@ async def list_alliances(
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
-        next_cursor = encode_cursor({"created_at": last.created_at.isoformat(), "id": str(last.id)})
+        next_cursor = IN_ORDER_CREATED.write(last.created_at, last.id)
     return Page[AllianceListItem](items=items, next_cursor=next_cursor)
 
 

@@ -41,10 +41,19 @@ class Body(BaseModel):
 class AllianceCharter(Body):
     name: ShortText
     purpose: LongText = Field(description="Why the partners ally, in one paragraph")
+    # uniqueItems states exact repeats; distinct regardless of case is stated in words.
     goals: list[ShortText] = Field(
-        min_length=2, max_length=3, description="The 2 or 3 fundamental goals"
+        min_length=2,
+        max_length=3,
+        json_schema_extra={"uniqueItems": True},
+        description="The 2 or 3 fundamental goals, distinct regardless of case",
     )
-    partners: list[PartnerOrganisation] = Field(min_length=2, max_length=MAX_PARTNERS)
+    partners: list[PartnerOrganisation] = Field(
+        min_length=2,
+        max_length=MAX_PARTNERS,
+        json_schema_extra={"uniqueItems": True},
+        description="The partner organisations, each `org_id` once",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> AllianceCharter:
