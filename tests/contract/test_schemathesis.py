@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from concord.service import services
-from tests.conftest import JWT_SECRET, Stack, empty_jetstream, fresh_database
+from tests.conftest import (
+    JWT_SECRET,
+    SECRETS_KEYS,
+    Stack,
+    empty_jetstream,
+    fresh_database,
+    nats_login,
+)
 from tests.contract.fuzzing import (
     Running,
     aim,
@@ -55,6 +62,7 @@ async def module_stack(stack: Stack) -> AsyncIterator[dict[str, Any]]:
             "database_url": database_url,
             "nats_url": await empty_jetstream(stack),
             "jwt_secret": JWT_SECRET,
+            "secrets_keys": SECRETS_KEYS,
             "database_pool_size": 5,
             "relay_poll_interval": 0.5,
             # A generated unknown alliance id with min_version waits this long for its 404: a
@@ -72,7 +80,8 @@ def running(module_stack: dict[str, Any]) -> Iterator[dict[str, Running]]:
     servers = []
     try:
         for name, declared in services().items():
-            served = serve(declared.app(declared.settings(**module_stack)))
+            login = nats_login(declared.settings.service)
+            served = serve(declared.app(declared.settings(**module_stack, **login)))
             urls[name] = next(served)
             servers.append(served)
         governance, scorecard = urls["governance"], urls["scorecard"]
