@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field
 
 from concord.auth import OPERATOR
 from concord.domain import Actor, Forbidden, NotFound
-from concord.http import OPERATION, CallerDep, RuntimeDep
+from concord.http import CallerDep, RuntimeDep
 from concord.intake import Reason
+from concord.openapi import OPERATION
 from concord.problems import ProblemError, problem_responses
 from concord.runtime import ServiceRuntime
 

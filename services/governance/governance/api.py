@@ -14,7 +14,6 @@ from starlette.responses import JSONResponse
 from concord import commands
 from concord.domain import Actor, NotFound
 from concord.http import (
-    ETAG,
     CallerDep,
     ContextDep,
     RuntimeDep,
@@ -24,6 +23,7 @@ from concord.http import (
     require_manager,
 )
 from concord.membership import ExecutiveSponsor, PartnerOrganisation
+from concord.openapi import ETAG
 from concord.pagination import ID, TIME, Cursor, Page
 from concord.problems import problem_responses
 from governance.domain.alliance import (

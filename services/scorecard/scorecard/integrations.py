@@ -30,17 +30,15 @@ from concord import commands
 from concord.auth import SIGNATURE_CHALLENGE, Unauthorized, verify_signature
 from concord.domain import Actor, NotFound
 from concord.http import (
-    NOT_A_STREAM,
-    SIGNED_WEBHOOK,
     CallerDep,
     ContextDep,
     RuntimeDep,
     answer,
     context_of,
-    inline_schema,
     read_json,
     require_manager,
 )
+from concord.openapi import NOT_A_STREAM, SIGNED_WEBHOOK, inline_schema
 from concord.problems import ProblemError, problem_responses
 from scorecard.api import known_alliance
 from scorecard.domain.ingestion import IngestPipeline
