@@ -98,7 +98,7 @@ async def migrate(
     if migrated.adopted:
         log.info("adopted %s at %s", s, ", ".join(migrated.adopted))
     for step in migrated.applied:
-        log.info("migrated %s: %s %s", s, step.revision, step.doc)
+        log.info("migrated %s: %s %s", s, step.revision, " ".join(step.doc.split()))
     return migrated
 
 
