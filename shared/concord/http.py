@@ -46,7 +46,7 @@ from concord.observability import (
     request_id_var,
     valid_traceparent,
 )
-from concord.pagination import Page, decode_cursor, encode_cursor
+from concord.pagination import Page
 from concord.problems import (
     PROBLEM_JSON,
     Problem,
@@ -700,8 +700,6 @@ __all__ = [
     "Version",
     "answer",
     "create_service_app",
-    "decode_cursor",
-    "encode_cursor",
     "etag",
     "if_match_version",
     "read_json",
