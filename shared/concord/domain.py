@@ -58,12 +58,20 @@ FIRST_YEAR, LAST_YEAR = 2000, 2199
 YEAR_PATTERN = "2[01][0-9]{2}"
 
 
+_DAY = rf"{YEAR_PATTERN}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+_OFFSET = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+
+
 @dataclass(frozen=True)
 class InCalendar:
     """`Annotated[date, InCalendar()]` (see `Day` and `Moment`): a date, or a moment, whose
-    year as written is from FIRST_YEAR to LAST_YEAR. The OpenAPI document does not say so:
-    a pattern beside the format would, but generators of test data then throw away nearly
-    every date they make. The refusal says it instead."""
+    year as written is from FIRST_YEAR to LAST_YEAR. The OpenAPI document states it with a
+    pattern beside the format, one that spells the whole date (or RFC 3339 moment) out, so
+    that generators of test data can draw from the pattern rather than discard nearly every
+    date of the format's ten thousand years."""
+
+    pattern: str = f"^{_DAY}$"
 
     def check(self, value: date) -> date:
         if not FIRST_YEAR <= value.year <= LAST_YEAR:
@@ -75,25 +83,46 @@ class InCalendar:
     ) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(self.check, handler(source))
 
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {**handler(schema), "pattern": self.pattern}
+
 
 Day = Annotated[date, InCalendar()]
-Moment = Annotated[AwareDatetime, InCalendar()]  # with its UTC offset
+Moment = Annotated[AwareDatetime, InCalendar(f"^{_DAY}[Tt]{_TIME}{_OFFSET}$")]  # with its offset
 
 
 @dataclass(frozen=True)
 class DecimalNumber:
-    """`Annotated[Decimal, DecimalNumber(...)]`: a decimal with at most `digits` digits before
-    the point once rounded half-even to `places` after it. Read from a JSON number or a string
-    like "1234.50", written as a string; the OpenAPI document states what is accepted, so a
+    """`Annotated[Decimal, DecimalNumber(...)]`: a decimal rounded half-even to `places` after
+    the point, and then below 10^`digits` (0 digits: below 1), or up to it with `inclusive`;
+    above 0 with `positive`, not negative unless `signed`. Read from a JSON number or a
+    string like "1234.50", written as a string. The bounds hold for what is kept, and the
+    OpenAPI document states them so (a JSON number's bounds move by the half unit rounding
+    can carry, a string's pattern excludes the spellings that round past them), so a
     client can check a value before it sends it."""
 
     digits: int
     places: int
     signed: bool = False
+    positive: bool = False
+    inclusive: bool = False
 
     @property
     def pattern(self) -> str:
-        return ("^-?" if self.signed else "^") + f"[0-9]{{1,{self.digits}}}(\\.[0-9]+)?$"
+        # A string with no fraction, or one whose digits past `places` round it down.
+        kept_zero = rf"(?:\.(?:0{{1,{self.places}}}|0{{{self.places}}}(?:[0-4][0-9]*|50*)))?$"
+        whole = f"[0-9]{{1,{self.digits}}}" if self.digits else "0"
+        past = (f"9{{{self.digits}}}" if self.digits else "0") + rf"\.9{{{self.places}}}[5-9]"
+        number = rf"{whole}(?:\.[0-9]+)?$"
+        if self.inclusive:  # or the limit itself, once rounded
+            number = rf"(?:{number}|1{'0' * self.digits}{kept_zero})"
+        else:
+            number = f"(?!{past}){number}"
+        if self.positive:
+            number = f"(?!0+{kept_zero}){number}"
+        return ("^-?" if self.signed else "^") + number
 
     def read(self, value: Any) -> Decimal:
         if isinstance(value, Decimal):
@@ -105,14 +134,21 @@ class DecimalNumber:
         else:
             number = Decimal("NaN")
         limit = Decimal(10) ** self.digits
-        if number.is_finite() and -limit < number < limit and (self.signed or number >= 0):
-            # The limit holds for what is kept: 9999999999999.99995 rounds to 14 digits.
+        # Far past the limit is refused unrounded: 1e307 has no 4 places to round to.
+        if number.is_finite() and abs(number) < 2 * limit and (self.signed or number >= 0):
+            # The bounds hold for what is kept: 9999999999999.99995 rounds to 14 digits.
             rounded = number.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_EVEN)
-            if -limit < rounded < limit:
+            below = rounded <= limit if self.inclusive else rounded < limit
+            if below and -limit < rounded and (rounded > 0 or not self.positive):
                 return rounded
-        raise ValueError(
-            f"expected a number with at most {self.digits} digits before the point, once "
-            f"rounded to {self.places} places" + ("" if self.signed else ", not negative")
+        raise ValueError(f"expected {self.described}")
+
+    @property
+    def described(self) -> str:
+        limit = f"at most {10**self.digits}" if self.inclusive else f"below {10**self.digits}"
+        least = "above 0" if self.positive else ("" if self.signed else "not negative")
+        return f"a number {limit}{' and ' if least else ''}{least}, once rounded to " + (
+            f"{self.places} places"
         )
 
     def __get_pydantic_core_schema__(
@@ -128,13 +164,25 @@ class DecimalNumber:
     ) -> dict[str, Any]:
         if handler.mode == "serialization":
             return {"type": "string", "pattern": self.pattern}
-        low = {"exclusiveMinimum": -(10**self.digits)} if self.signed else {"minimum": 0}
+        # A JSON number is kept as it rounds: half a unit past a bound may still be inside.
+        half, limit = Decimal(5).scaleb(-self.places - 1), Decimal(10) ** self.digits
+        high = {"maximum": limit + half} if self.inclusive else {"exclusiveMaximum": limit - half}
+        low: dict[str, Decimal] = {"minimum": Decimal(0)}
+        if self.positive:
+            low = {"exclusiveMinimum": half}
+        elif self.signed:
+            low = {"exclusiveMinimum": -(limit - half)}
         return {
             "anyOf": [
-                {"type": "number", **low, "exclusiveMaximum": 10**self.digits},
+                {"type": "number", **{k: _json_number(v) for k, v in (low | high).items()}},
                 {"type": "string", "pattern": self.pattern},
-            ]
+            ],
+            "description": f"{self.described[0].upper()}{self.described[1:]}",
         }
+
+
+def _json_number(value: Decimal | int) -> int | float:
+    return int(value) if value == int(value) else float(value)
 
 
 class DomainEvent(BaseModel):

@@ -40,7 +40,7 @@ from concord.openapi import (
     IDEMPOTENCY_KEY_PATTERN,
     service_openapi,
 )
-from concord.pagination import Page, decode_cursor, encode_cursor
+from concord.pagination import Page
 from concord.problems import (
     PROBLEM_JSON,
     ProblemError,
@@ -361,8 +361,6 @@ __all__ = [
     "Version",
     "answer",
     "create_service_app",
-    "decode_cursor",
-    "encode_cursor",
     "etag",
     "if_match_version",
     "read_json",

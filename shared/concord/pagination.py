@@ -9,9 +9,6 @@ naming `query.cursor`, like any other parameter that breaks its schema."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,8 +17,6 @@ from uuid import UUID
 
 from fastapi import Query
 from pydantic import BaseModel
-
-from concord.problems import bad_request
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,25 +72,3 @@ class Cursor:
     def write(self, *position: Any) -> str:
         fields = zip(self.fields, position, strict=True)
         return ".".join(field.write(value) for field, value in fields)
-
-
-# An opaque cursor: base64url JSON that each route checks itself, so its document can only
-# call it "a string". The scorecard's benefits ledger still pages this way; it moves to
-# Cursor(NUMBER) with the scorecard's split, and then these go.
-
-
-def encode_cursor(position: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise bad_request("The cursor is not one this API gave out") from error
-    if not isinstance(value, dict):
-        raise bad_request("The cursor is not one this API gave out")
-    return value

@@ -67,15 +67,11 @@ def known_to_scorecard(scorecard_url: str, alliance_id: str) -> None:
         time.sleep(0.05)
 
 
-def crm_of_another_alliance(governance_url: str, scorecard_url: str) -> tuple[str, str]:
-    """A CRM credential of an alliance of its own: a generated batch with a date in year 337
-    breaks every KPI later fed by its metric (issue 8, item 6, fixed in ingestion), and the
-    alliance the other operations aim at must not depend on when that fix lands."""
-    alliance_id = create_alliance(governance_url)
-    known_to_scorecard(scorecard_url, alliance_id)
-    base = f"{scorecard_url}/alliances/{alliance_id}"
-    assert httpx.post(f"{base}/scorecard", json={"currency": "EUR"}, headers=auth()).is_success
-    issued = httpx.post(f"{base}/integrations/crm/credentials", headers=auth())
+def crm_credential(scorecard_url: str, alliance_id: str) -> tuple[str, str]:
+    """A CRM credential of the alliance, so generated batches reach its ingestion."""
+    issued = httpx.post(
+        f"{scorecard_url}/alliances/{alliance_id}/integrations/crm/credentials", headers=auth()
+    )
     assert issued.is_success, issued.text
     return issued.json()["key_id"], issued.json()["secret"]
 

@@ -28,7 +28,7 @@ from tests.contract.fuzzing import (
     Running,
     aim,
     create_alliance,
-    crm_of_another_alliance,
+    crm_credential,
     furnish_scorecard,
     known_to_scorecard,
     serve,
@@ -88,7 +88,7 @@ def running(module_stack: dict[str, Any]) -> Iterator[dict[str, Running]]:
         alliance_id = create_alliance(governance)
         known_to_scorecard(scorecard, alliance_id)
         existing = furnish_scorecard(scorecard, alliance_id)
-        crm = crm_of_another_alliance(governance, scorecard)
+        crm = crm_credential(scorecard, alliance_id)
         yield {name: Running(url, alliance_id, existing, crm) for name, url in urls.items()}
     finally:
         for served in reversed(servers):
@@ -102,42 +102,28 @@ STATE_REFUSALS = {
     "/problems/idempotency-key-reused": "a generated key an earlier example used (422)",
     "/problems/precondition-failed": "a well-formed ETag of another version (412)",
 }
-# Rules across the fields or items of one object, which JSON Schema cannot state: each is
-# stated in words in the document's description of that object, and refused with a 422
-# whose error names it.
+# Rules across the fields or items of one object that the document states in words, in its
+# description of that object, each refused with a 422 whose error names it.
 RULES_IN_WORDS = {
     "goals must be distinct": "regardless of case (uniqueItems states exact repeats)",
     "each partner organisation may appear once": "one property unique across objects",
     "off_track_below cannot be above on_track_from": "an order between two fields",
-}
-# Where the scorecard's document says less than it enforces, in files that are being split
-# as this is written (services/scorecard/scorecard/{api.py,domain/scorecard.py}, and
-# domain/rules.py): each entry is refused by design today, and the fix it needs there.
-SCORECARD_GAPS = {
-    "flat_band is a fraction of the baseline, below 1": "flat_band: a Ratio below 1 (lt=1)",
-    "imbalance_threshold is above 0 and at most 1": "imbalance_threshold: gt=0, le=1",
-    "each KPI may be named once": "kpi_ids: uniqueItems",
-    "a done initiative is 100% complete": "state it in InitiativeProgress' description",
-    "a KPI fed by": "state the feed/currency rule in KpiDefinition's description",
-    "The cursor is not one this API gave out": "the ledger's cursor: concord.pagination's "
-    "Cursor(NUMBER) instead of encode_cursor/decode_cursor",
+    "a done initiative is 100% complete": "one field's value fixes another's",
+    "a KPI fed by": "the feed's metric decides whether a currency is named",
 }
 
 
-def _refused_by_design(service: str, problem: dict[str, Any]) -> bool:
+def _refused_by_design(problem: dict[str, Any]) -> bool:
     if problem.get("type") in STATE_REFUSALS:
         return True
-    known = RULES_IN_WORDS | (SCORECARD_GAPS if service == "scorecard" else {})
     messages = [str(error.get("message", "")) for error in problem.get("errors") or []]
-    if problem.get("type") == "/problems/bad-request":
-        messages = [str(problem.get("detail", ""))]
     return bool(messages) and all(
-        any(message.removeprefix("Value error, ").startswith(rule) for rule in known)
+        any(message.removeprefix("Value error, ").startswith(rule) for rule in RULES_IN_WORDS)
         for message in messages
     )
 
 
-def accepted_unless_refused_by_design(service: str) -> schemathesis.CheckFunction:
+def accepted_unless_refused_by_design() -> schemathesis.CheckFunction:
     """Schemathesis' positive_data_acceptance (a schema-valid request is not refused as
     invalid), except for the refusals above: any other 4xx to schema-valid input means the
     document and the code disagree."""
@@ -145,7 +131,7 @@ def accepted_unless_refused_by_design(service: str) -> schemathesis.CheckFunctio
     def check(
         ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
     ) -> bool | None:
-        if response.status_code in (400, 412, 422) and _refused_by_design(service, response.json()):
+        if response.status_code in (400, 412, 422) and _refused_by_design(response.json()):
             return None
         return positive_data_acceptance(ctx, response, case)
 
@@ -168,7 +154,7 @@ def _check(case: schemathesis.Case, service: str, running: dict[str, Running]) -
         base_url=running[service].url,
         headers=aim(case, running[service]),
         excluded_checks=_excluded(case),
-        additional_checks=[accepted_unless_refused_by_design(service)],
+        additional_checks=[accepted_unless_refused_by_design()],
     )
 
 
@@ -214,7 +200,7 @@ def test_workflows_answer_as_the_openapi_says(service: str, running: dict[str, R
             case.validate_response(
                 response,
                 excluded_checks=_excluded(case),
-                additional_checks=[accepted_unless_refused_by_design(service)],
+                additional_checks=[accepted_unless_refused_by_design()],
                 transport_kwargs=kwargs.get("transport_kwargs") or kwargs or None,
                 recorder=getattr(self, "recorder", None),
             )

@@ -10,8 +10,8 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse
 
-from concord.http import CallerDep, Page, RuntimeDep, decode_cursor, encode_cursor
-from concord.problems import bad_request
+from concord.http import CallerDep, Page, RuntimeDep
+from concord.pagination import NUMBER, Cursor
 from scorecard.api import queries
 from scorecard.api.alliances import COMMAND_ERRORS, Commands
 from scorecard.api.board import MinVersion, open_board
@@ -26,6 +26,9 @@ from scorecard.views.benefits import (
 from scorecard.views.versions import versions
 
 router = APIRouter(prefix="/alliances", tags=["scorecard"])
+# The place of an entry in the ledger: the shared scorecard's version, and for one of your
+# organisation's private entries its private version (0 for a shared one).
+IN_LEDGER_ORDER = Cursor(NUMBER, NUMBER)
 
 
 @router.post(
@@ -59,31 +62,19 @@ async def benefits_ledger(
     caller: CallerDep,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, IN_LEDGER_ORDER.parameter()] = None,
     min_version: MinVersion = None,
 ) -> Page[BenefitView]:
-    after = decode_cursor(cursor) or {}
-    # The place of the last entry shown: the shared scorecard's version, and for one of your
-    # organisation's private entries its private version (a cursor with none is 0).
-    position, private = after.get("position", 0), after.get("private", 0)
-    if not all(_a_place(p) for p in (position, private)):
-        raise bad_request("The cursor is not one this API gave out")
+    position, private = IN_LEDGER_ORDER.read(cursor) or (0, 0)
     params = {"id": alliance_id, "org": caller.org, "after": position, "after_private": private}
     await open_board(runtime, alliance_id, caller, min_version)
     async with runtime.engine.connect() as conn:
         rows = (await conn.execute(queries.ledger, {**params, "limit": limit + 1})).all()
-    last = rows[limit - 1] if len(rows) > limit else None
     next_cursor = None
-    if last is not None:
-        place = {"position": last.position}
-        next_cursor = encode_cursor(
-            {**place, "private": last.private_position} if last.private_position else place
-        )
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = IN_LEDGER_ORDER.write(last.position, last.private_position)
     return Page[BenefitView](items=[benefit_view(r) for r in rows[:limit]], next_cursor=next_cursor)
-
-
-def _a_place(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 
 @router.get(

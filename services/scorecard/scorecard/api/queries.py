@@ -102,6 +102,7 @@ ledger = text(
     f"""SELECT {BENEFIT_COLUMNS}
        FROM scorecard.benefits
        WHERE alliance_id = :id AND (visibility = 'shared' OR partner_org = :org)
-         AND (position, private_position) > (:after, :after_private)
+         AND (position, private_position)
+             > (CAST(:after AS bigint), CAST(:after_private AS bigint))
        ORDER BY position, private_position LIMIT :limit"""
 )

@@ -37,6 +37,9 @@ class InitiativePlan(Body):
 
 
 class InitiativeProgress(Body):
+    """Where an initiative stands: a done initiative is 100 % complete, so `status` `done`
+    needs `completion` 100."""
+
     completion: int = Field(ge=0, le=100, description="Percent complete")
     status: InitiativeStatus
     as_of: Day

@@ -31,6 +31,11 @@ MAX_KPIS = 100
 
 
 class KpiDefinition(Body):
+    """A KPI of the scorecard. One fed from the CRM measures its metric as the CRM reports
+    it: a KPI fed by an amount of money (`pipeline_value`, `closed_won_revenue`) needs the
+    `currency` its CRM reports in, and one fed by a count (`proposals_submitted`,
+    `key_accounts_agreed`) has no `currency`."""
+
     name: ShortText
     description: LongText | None = None
     dimension: Dimension

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from concord.domain import DecimalNumber
 
 Ratio = Annotated[Decimal, DecimalNumber(digits=1, places=4)]
+# A share of the baseline, below 1; and a degree of imbalance, from above 0 (a hair off equal
+# shares) to 1 (one partner gains all).
+Fraction = Annotated[Decimal, DecimalNumber(digits=0, places=4)]
+Imbalance = Annotated[Decimal, DecimalNumber(digits=0, places=4, positive=True, inclusive=True)]
 FOUR_PLACES = Decimal("0.0001")
 
 
@@ -52,8 +56,8 @@ class StatusThresholds(BaseModel):
 
     on_track_from: Ratio = Decimal("0.95")
     off_track_below: Ratio = Decimal("0.80")
-    flat_band: Ratio = Decimal("0.02")
-    imbalance_threshold: Ratio = Decimal("0.30")
+    flat_band: Fraction = Decimal("0.02")
+    imbalance_threshold: Imbalance = Decimal("0.30")
     # Thresholds recorded before this setting existed read as the default.
     actual_grace_days: int = Field(
         10,
@@ -67,10 +71,6 @@ class StatusThresholds(BaseModel):
     def _ordered(self) -> StatusThresholds:
         if self.off_track_below > self.on_track_from:
             raise ValueError("off_track_below cannot be above on_track_from")
-        if self.flat_band >= 1:
-            raise ValueError("flat_band is a fraction of the baseline, below 1")
-        if not 0 < self.imbalance_threshold <= 1:
-            raise ValueError("imbalance_threshold is above 0 and at most 1")
         return self
 
 

@@ -20,7 +20,10 @@ class ObjectiveDefinition(Body):
     description: LongText | None = None
     dimension: Dimension
     kpi_ids: list[UUID] = Field(
-        default_factory=list, max_length=20, description="The KPIs that measure it"
+        default_factory=list,
+        max_length=20,
+        description="The KPIs that measure it, each once",
+        json_schema_extra={"uniqueItems": True},
     )
 
     @model_validator(mode="after")

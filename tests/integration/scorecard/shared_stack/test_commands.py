@@ -613,7 +613,14 @@ async def test_the_benefits_ledger_pages_with_a_cursor(board: Board) -> None:
     assert [i["id"] for i in rest["items"]] == [recorded[2]["id"]]
     assert rest["items"][0]["kind"] == "cost_saved"
     assert rest["next_cursor"] is None
-    assert_problem(await board.get("/benefits", cursor="not-a-cursor"), 400)
+    # A cursor is a place in the ledger (shared version.private version), whoever wrote it.
+    from_the_start = (await board.get("/benefits", cursor="0.0")).json()
+    assert [i["id"] for i in from_the_start["items"]] == [r["id"] for r in recorded]
+    beyond = await board.get("/benefits", cursor=f"{'9' * 18}.{'9' * 18}")
+    assert (beyond.status_code, beyond.json()["items"]) == (200, [])
+    for not_a_cursor in ("not-a-cursor", "12", "1.2.3", "9" * 19 + ".0"):
+        refused = assert_problem(await board.get("/benefits", cursor=not_a_cursor), 422)
+        assert refused["errors"][0]["location"] == "query.cursor"
 
 
 async def test_a_benefit_is_a_partners_in_the_ledgers_currency(board: Board) -> None:
