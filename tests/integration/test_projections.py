@@ -146,7 +146,11 @@ async def test_concord_rebuild_pauses_the_live_projection_and_it_resumes_after(
 
     async with (
         serve(create_app(settings(GovernanceSettings))) as governance,
-        serve(create_scorecard(settings(ScorecardSettings))) as scorecard,
+        # Catching up the whole history as it starts can take longer than a read's usual
+        # wait on a loaded machine: this test is about the rebuild, not that wait.
+        serve(
+            create_scorecard(settings(ScorecardSettings, read_your_writes_wait=15.0))
+        ) as scorecard,
     ):
         for alliance_id in governance_history:  # caught up from the durable consumer
             assert (
