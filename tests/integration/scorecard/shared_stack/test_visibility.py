@@ -224,7 +224,7 @@ async def test_the_other_partner_cannot_touch_a_private_kpi(board: Board) -> Non
     assert twin.status_code == 201, twin.text
     again = await board.post("/kpis", kpi(PARTNER_B, name=PRIVATE_NAME.upper()), PARTNER_B)
     assert assert_problem(again, 422)["errors"][0]["location"] == "name"  # its own is taken
-    page = await board.page(PARTNER_B, period="2026-01", min_version=twin.json()["version"])
+    page = await board.page(PARTNER_B, period="2026-01", min_version=through(twin.json()))
     assert kpi_ids(page) == [shared, twin.json()["id"]]
 
 
